@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make demo` (the main job) and `make test`.
+# Both set up whatever is missing: the virtualenv, then the local services.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup up down status test unit demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+up:
+	infra/local/up
+
+down:
+	infra/local/down
+
+status:
+	infra/local/status
+
+test: setup up
+	$(BIN)/python -m pytest
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+demo: setup up
+	$(BIN)/strongroom demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Consumers: one consumer group per sink (archiver -> Parquet warehouse, indexer -> OpenSearch)."""

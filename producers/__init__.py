@@ -1,0 +1,1 @@
+"""Producers: read a source, store originals in the blob store, produce Avro records to Kafka."""

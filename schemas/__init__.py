@@ -1,0 +1,1 @@
+"""The contract between producers and consumers: Avro schemas, record helpers and serde."""

@@ -1,0 +1,240 @@
+"""Object storage: a local directory (embedded default) or any S3 endpoint, written once.
+
+Archived objects (blobs, Parquet files, manifests) are created with `put_new`, which never
+replaces an existing object: on S3 a conditional put (`If-None-Match: *`), locally a hard link
+from a fully written, fsynced temporary file (link fails if the name exists). Retries of the same
+write therefore cannot clobber what is already archived. `put` (overwrite) is only for control
+files such as an in-flight flush marker.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from strongroom.config import StorageSettings
+from strongroom.errors import ConfigError, StorageError
+
+# Above this size S3 writes go multipart (parts of this size), still conditional on completion.
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+
+
+class ObjectStore(Protocol):
+    def put_new(self, key: str, data: bytes) -> bool: ...
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def list(self, prefix: str) -> Iterator[str]: ...
+    def uri(self, key: str) -> str: ...
+
+
+class LocalStore:
+    """A directory tree; durable writes (fsync of file and directory) and atomic create."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents and path != self.root:
+            raise StorageError(f"object key {key!r} escapes the storage root")
+        return path
+
+    def _write_temp(self, path: Path, data: bytes) -> str:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return tmp
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    @staticmethod
+    def _sync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        tmp = self._write_temp(path, data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+        finally:
+            os.unlink(tmp)
+        self._sync_dir(path.parent)
+        return True
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = self._write_temp(path, data)
+        os.replace(tmp, path)
+        self._sync_dir(path.parent)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise StorageError(f"object {key} does not exist in {self.root}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {key}: {exc.strerror or exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if not name.startswith(".tmp-"):
+                    yield str(Path(dirpath, name).relative_to(self.root))
+
+    def uri(self, key: str) -> str:
+        return str(self.root / key)
+
+
+class S3Store:
+    """An S3 bucket (any endpoint) through boto3; `put_new` is a conditional put."""
+
+    def __init__(self, settings: StorageSettings):
+        import boto3
+        from botocore.config import Config
+
+        bucket, _, prefix = settings.url[len("s3://"):].partition("/")
+        if not bucket:
+            raise ConfigError(f"storage url {settings.url!r} names no bucket (s3://bucket/prefix)")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.settings = settings
+        self.client = boto3.client(
+            "s3", endpoint_url=settings.s3_endpoint, region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key,
+            aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"},
+                          connect_timeout=5, read_timeout=60),
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _fail(self, action: str, key: str, exc: Exception) -> StorageError:
+        return StorageError(f"S3 {action} s3://{self.bucket}/{self._key(key)} at {self.settings.s3_endpoint} "
+                            f"failed: {_s3_reason(exc)}")
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if len(data) > MULTIPART_THRESHOLD:
+                self._multipart_new(key, data)
+            else:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if _s3_code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+                return False
+            raise self._fail("put", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("put", key, exc) from exc
+
+    def _multipart_new(self, key: str, data: bytes) -> None:
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
+        upload_id = upload["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, len(data), MULTIPART_THRESHOLD), start=1):
+                part = self.client.upload_part(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
+                                               PartNumber=number, Body=data[start:start + MULTIPART_THRESHOLD])
+                parts.append({"ETag": part["ETag"], "PartNumber": number})
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
+                                                  MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+        except Exception:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
+            raise
+
+    def put(self, key: str, data: bytes) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("put", key, exc) from exc
+
+    def get(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("get", key, exc) from exc
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if _s3_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise self._fail("head", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("head", key, exc) from exc
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("delete", key, exc) from exc
+
+    def list(self, prefix: str) -> Iterator[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._key(prefix)
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                for item in page.get("Contents", []):
+                    yield item["Key"][strip:]
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("list", prefix, exc) from exc
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def _s3_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _s3_reason(exc: Exception) -> str:
+    error = getattr(exc, "response", {}).get("Error", {})
+    if error:
+        return f"{error.get('Code')}: {error.get('Message', '')}".strip(": ")
+    return str(exc).splitlines()[0]
+
+
+def open_store(settings: StorageSettings) -> ObjectStore:
+    if settings.is_s3:
+        return S3Store(settings)
+    if "://" in settings.url:
+        raise ConfigError(f"storage url {settings.url!r}: use a local path or s3://bucket/prefix")
+    return LocalStore(settings.url)

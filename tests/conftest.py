@@ -1,0 +1,45 @@
+"""Shared fixtures: settings with a namespace of their own, so tests never see each other's data."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from strongroom.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICE_PORTS = {"kafka": 9092, "s3": 8333, "registry": 8081, "opensearch": 9200}
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    """The local services must be up; a test that needs them fails (never skips) when they are not."""
+    down = [name for name, port in SERVICE_PORTS.items() if not _listening(port)]
+    if down:
+        pytest.fail(f"local services not running: {', '.join(down)} (run `make up`)", pytrace=False)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(namespace: str, tmp_path: Path) -> Settings:
+    """Settings on the local services, a fresh namespace and a local storage dir of the test's own."""
+    return load_settings(environ={}, namespace=namespace, storage={"url": str(tmp_path / "storage")})
+
+
+@pytest.fixture
+def s3_settings(namespace: str) -> Settings:
+    """Like `settings`, but storage on the local S3 server, under a prefix of the test's own."""
+    return load_settings(environ={}, namespace=namespace, storage={"url": f"s3://strongroom/tests/{namespace}"})

@@ -39,7 +39,10 @@ class KafkaSettings(Section):
 
     def client_config(self) -> dict[str, Any]:
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers,
-                                "security.protocol": self.security_protocol}
+                                "security.protocol": self.security_protocol,
+                                # librdkafka's own retry chatter would bury our one-line errors;
+                                # kafka.extra.log_level = "7" brings it back when debugging.
+                                "log_level": 2}
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
         if self.sasl_username:

@@ -1,0 +1,157 @@
+"""ParquetArchiver: Kafka topics -> the Parquet warehouse, the system of record.
+
+Delivery: at-least-once reading, exactly-once archive. Idempotent because every file and
+manifest name is derived from offsets and written once (a conditional create), and because on
+assignment a partition resumes after the last offset its manifest chain covers, not after the
+group's commit; a crashed flush's unreferenced files are removed first (see manifest.py).
+So every (topic, partition, offset) lands in exactly one manifest: as a row of one file, or as a
+dead letter when it could not be decoded.
+
+Layout: `<ns>/warehouse/<table>/date=YYYY-MM-DD/<topic>+<partition>+<first_offset>.parquet`,
+partitioned by the message's own time (UTC), zstd, one fixed Arrow schema from the .avsc.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from consumers.dlq import DeadLetters
+from consumers.manifest import ArchivedFile, Manifest, ManifestLog
+from schemas import serde
+from strongroom import __version__
+from strongroom.config import Settings
+from strongroom.errors import IntegrityError
+from strongroom.registry import decoder
+from strongroom.storage import open_store
+
+PartitionKey = tuple[str, int]
+
+
+@dataclass
+class PartitionBuffer:
+    started: float
+    first_offset: int | None = None
+    last_offset: int = -1
+    rows: list[dict] = field(default_factory=list)
+    dead: list[int] = field(default_factory=list)
+    bytes: int = 0
+
+
+def table_of(topic: str) -> str:
+    """`<namespace>.email` -> `email`."""
+    return topic.rsplit(".", 1)[-1]
+
+
+class ParquetArchiver:
+    name = "archiver"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.limits = settings.archiver
+        self.store = open_store(settings.storage)
+        self.decode = decoder(settings)
+        self.schema = serde.arrow_schema()
+        self.buffers: dict[PartitionKey, PartitionBuffer] = {}
+        self.logs: dict[PartitionKey, ManifestLog] = {}
+        self.heads: dict[PartitionKey, str | None] = {}
+        self.files_written = 0
+        self.rows_written = 0
+
+    # -- assignment: recover, then resume after the manifest chain -------------------------
+    def assigned(self, partitions: list[PartitionKey]) -> dict[PartitionKey, int | None]:
+        starts: dict[PartitionKey, int | None] = {}
+        for key in partitions:
+            log = self.logs[key] = ManifestLog(self.store, self.settings.namespace, *key)
+            log.recover()
+            head = log.head()
+            self.heads[key] = head[1] if head else None
+            starts[key] = head[0].last_offset + 1 if head else None
+        return starts
+
+    def forget(self, key: PartitionKey) -> None:
+        self.buffers.pop(key, None)
+
+    def finish(self) -> None:
+        """Every flush is already durable when it returns; nothing is left to do."""
+
+    # -- buffering -------------------------------------------------------------------------
+    def add(self, message, dead_letters: DeadLetters) -> None:
+        key = (message.topic(), message.partition())
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = PartitionBuffer(started=time.monotonic())
+        offset = message.offset()
+        if buf.first_offset is None:
+            buf.first_offset = offset
+        buf.last_offset = offset
+        value = message.value()
+        buf.bytes += len(value or b"")
+        try:
+            row = self.decode(value)
+        except serde.WireFormatError as exc:
+            dead_letters.send(message, f"archiver: {exc}")
+            buf.dead.append(offset)
+            return
+        row["kafka_topic"], row["kafka_partition"], row["kafka_offset"] = key[0], key[1], offset
+        buf.rows.append(row)
+
+    def due(self, now: float) -> list[PartitionKey]:
+        return [key for key, buf in self.buffers.items()
+                if len(buf.rows) >= self.limits.max_rows or buf.bytes >= self.limits.max_bytes
+                or now - buf.started >= self.limits.idle_seconds]
+
+    def buffered(self) -> list[PartitionKey]:
+        return [key for key, buf in self.buffers.items() if buf.first_offset is not None]
+
+    # -- flush: files, then manifest; the runner commits after ------------------------------
+    def _encode(self, rows: list[dict]) -> bytes:
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        out = io.BytesIO()
+        pq.write_table(table, out, compression="zstd", row_group_size=self.limits.row_group_rows)
+        return out.getvalue()
+
+    def flush(self, key: PartitionKey) -> int | None:
+        buf = self.buffers.pop(key, None)
+        if buf is None or buf.first_offset is None:
+            return None
+        topic, partition = key
+        log = self.logs.get(key) or ManifestLog(self.store, self.settings.namespace, topic, partition)
+        by_date: dict[str, list[dict]] = defaultdict(list)
+        for row in buf.rows:
+            by_date[row["sent_at"].astimezone(timezone.utc).date().isoformat()].append(row)
+        encoded = []
+        for date, rows in sorted(by_date.items()):
+            first = min(r["kafka_offset"] for r in rows)
+            file_key = (f"{self.settings.namespace}/warehouse/{table_of(topic)}/date={date}/"
+                        f"{topic}+{partition}+{first}.parquet")
+            encoded.append((file_key, date, len(rows), self._encode(rows)))
+        manifest_key = log.key_for(buf.first_offset, buf.last_offset)
+        # 1. say what is about to be written, so a crash from here on can be undone;
+        log.mark_pending(manifest_key, [f[0] for f in encoded])
+        files = []
+        for file_key, date, count, data in encoded:
+            # 2. each file written once;
+            if not self.store.put_new(file_key, data):
+                raise IntegrityError(f"{file_key} already exists but no manifest covers it; "
+                                     f"restart the archiver so recovery can resolve it")
+            files.append(ArchivedFile(file_key, count, len(data), hashlib.sha256(data).hexdigest(), date))
+        manifest = Manifest(
+            topic=topic, partition=partition, first_offset=buf.first_offset, last_offset=buf.last_offset,
+            rows=len(buf.rows), files=files, dead_lettered=buf.dead, prev_manifest_sha256=self.heads.get(key),
+            created_at=datetime.now(timezone.utc).isoformat(), writer=f"strongroom {__version__} archiver")
+        # 3. the manifest makes the files part of the archive (and extends the hash chain);
+        log.append(manifest)
+        self.heads[key] = hashlib.sha256(manifest.to_bytes()).hexdigest()
+        log.clear_pending()
+        self.files_written += len(files)
+        self.rows_written += len(buf.rows)
+        # 4. the runner commits this offset only now.
+        return buf.last_offset + 1

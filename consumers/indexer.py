@@ -1,0 +1,134 @@
+"""OpenSearchIndexer: Kafka topics -> the hot search index.
+
+Delivery: at-least-once; idempotent because each document's `_id` is `message_uid:version`, so a
+replay overwrites the same documents instead of adding new ones. Records go out in bulk requests
+(never one request per message); a partition's offset is committed only after every record of it
+in the bulk was accepted. Items OpenSearch rejects for their content (mapping errors) go to the
+dead-letter topic; rejections for load (429) or server errors are retried with backoff, and a
+bulk that still fails raises, so nothing is committed and the records are read again.
+
+Indices: `<ns>-<kind>-YYYY.MM` by the message's own time, from one index template.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+from consumers.dlq import DeadLetters
+from consumers.search_mapping import document, ensure_template, index_name, index_pattern
+from schemas import serde
+from strongroom.clients import check_opensearch, opensearch_client
+from strongroom.config import Settings
+from strongroom.errors import SearchError
+from strongroom.registry import decoder
+
+PartitionKey = tuple[str, int]
+RETRIES = 6
+
+
+class OpenSearchIndexer:
+    name = "indexer"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.client = opensearch_client(settings)
+        check_opensearch(self.client, settings)
+        ensure_template(self.client, settings)
+        self.decode = decoder(settings)
+        # Per partition: (message, action line, document line) waiting for the next bulk.
+        self.pending: dict[PartitionKey, list] = defaultdict(list)
+        self.ready: dict[PartitionKey, int] = {}  # flushed, next offset not yet committed
+        self.pending_bytes = 0
+        self.oldest = None
+        self.indexed = 0
+        self.dead_letters: DeadLetters | None = None
+
+    def assigned(self, partitions: list[PartitionKey]) -> dict[PartitionKey, int | None]:
+        return {key: None for key in partitions}  # resume from the group's committed offset
+
+    def forget(self, key: PartitionKey) -> None:
+        self.pending.pop(key, None)
+        self.ready.pop(key, None)
+
+    def finish(self) -> None:
+        """Make what was indexed searchable now, rather than at the next refresh interval."""
+        if self.indexed:
+            self.client.indices.refresh(index=index_pattern(self.settings), params={"ignore_unavailable": "true"})
+
+    def add(self, message, dead_letters: DeadLetters) -> None:
+        self.dead_letters = dead_letters
+        key = (message.topic(), message.partition())
+        try:
+            record = self.decode(message.value())
+        except serde.WireFormatError as exc:
+            dead_letters.send(message, f"indexer: {exc}")
+            self.pending[key].append((message, None, None))
+            return
+        action = json.dumps({"index": {"_index": index_name(self.settings, record),
+                                       "_id": f"{record['message_uid']}:{record['version']}"}})
+        doc = json.dumps(document(record), ensure_ascii=False, default=str)
+        self.pending[key].append((message, action, doc))
+        self.pending_bytes += len(action) + len(doc) + 2
+        if self.oldest is None:
+            self.oldest = time.monotonic()
+
+    def buffered(self) -> list[PartitionKey]:
+        return [key for key, items in self.pending.items() if items] + list(self.ready)
+
+    def due(self, now: float) -> list[PartitionKey]:
+        count = sum(len(v) for v in self.pending.values())
+        limits = self.settings.opensearch
+        if count >= limits.bulk_max_docs or self.pending_bytes >= limits.bulk_max_bytes or (
+                self.oldest is not None and now - self.oldest >= self.settings.indexer.idle_seconds):
+            return self.buffered()
+        return []
+
+    def flush(self, key: PartitionKey) -> int | None:
+        if self.pending.get(key):
+            self._send_all()
+        return self.ready.pop(key, None)
+
+    def _send_all(self) -> None:
+        """One bulk carries every buffered partition; each is then ready to commit."""
+        batch = [item for items in self.pending.values() for item in items if item[1] is not None]
+        self._bulk(batch)
+        for key, items in self.pending.items():
+            if items:
+                self.ready[key] = items[-1][0].offset() + 1
+        self.pending.clear()
+        self.pending_bytes = 0
+        self.oldest = None
+
+    def _bulk(self, items: list) -> None:
+        attempt = 0
+        while items:
+            body = "\n".join(line for _m, action, doc in items for line in (action, doc)) + "\n"
+            try:
+                response = self.client.bulk(body=body)
+            except Exception as exc:  # transport errors: OpenSearch down or overloaded
+                response, error = None, f"{type(exc).__name__}: {exc}"
+            retry = []
+            if response is not None:
+                for item, result in zip(items, response["items"]):
+                    outcome = result.get("index", {})
+                    status = outcome.get("status", 500)
+                    if status < 300:
+                        self.indexed += 1
+                    elif status == 429 or status >= 500:
+                        retry.append(item)
+                    else:
+                        reason = json.dumps(outcome.get("error", {}))[:1000]
+                        assert self.dead_letters is not None
+                        self.dead_letters.send(item[0], f"indexer: OpenSearch refused the document ({status}): {reason}")
+                error = f"{len(retry)} documents rejected for load"
+            else:
+                retry = items
+            if not retry:
+                return
+            attempt += 1
+            if attempt > RETRIES:
+                raise SearchError(f"bulk to {self.settings.opensearch.url} failed after {RETRIES} retries: {error}")
+            time.sleep(min(30.0, 0.5 * 2 ** attempt))
+            items = retry

@@ -1,0 +1,127 @@
+"""DuckDB over the warehouse: the views `email`, `chat` and `communications`, local or on S3.
+
+Each view keeps one row per (message_uid, version): the warehouse itself keeps every Kafka
+offset it archived (that is the completeness proof), so a record produced twice after a crash
+is one row here. `email_log` and `chat_log` show every archived offset. Offline: the httpfs
+extension comes from the `duckdb-extension-httpfs` wheel, never from the network.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from schemas import serde
+from strongroom.config import Settings
+from strongroom.errors import InputError, StorageError
+from strongroom.storage import open_store
+
+TABLES = ("email", "chat")
+
+
+def _load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
+    import duckdb_extension_httpfs
+
+    folder = Path(duckdb_extension_httpfs.__file__).parent / "extensions"
+    found = sorted(folder.glob(f"v{duckdb.__version__}/httpfs.duckdb_extension"))
+    if not found:
+        raise StorageError(f"the httpfs extension for DuckDB {duckdb.__version__} is not installed "
+                           f"(duckdb-extension-httpfs=={duckdb.__version__})")
+    con.execute(f"LOAD '{found[0]}'")
+
+
+def _s3_secret(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    storage = settings.storage
+    endpoint = storage.s3_endpoint.split("://", 1)[-1].rstrip("/")
+    con.execute(
+        "CREATE OR REPLACE SECRET strongroom_s3 (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, "
+        "URL_STYLE 'path', USE_SSL ?)",
+        [storage.s3_access_key, storage.s3_secret_key.get_secret_value(), storage.s3_region, endpoint,
+         storage.s3_endpoint.startswith("https")])
+
+
+def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the warehouse views defined."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    store = open_store(settings.storage)
+    if settings.storage.is_s3:
+        _load_httpfs(con)
+        _s3_secret(con, settings)
+    empty = serde.arrow_schema().empty_table()
+    con.register("_strongroom_empty", empty)
+    for table in TABLES:
+        prefix = f"{settings.namespace}/warehouse/{table}/"
+        has_files = any(key.endswith(".parquet") for key in store.list(prefix))
+        if has_files:
+            glob = store.uri(prefix.rstrip("/")) + "/*/*.parquet"
+            # hive_partitioning adds `date` (the partition), so WHERE date = ... prunes files.
+            source = f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'date': DATE}})"
+        else:
+            source = "(SELECT *, NULL::DATE AS date FROM _strongroom_empty)"
+        con.execute(f"CREATE VIEW {table}_log AS SELECT * FROM {source}")
+        con.execute(f"""CREATE VIEW {table} AS
+            SELECT * FROM {table}_log
+            QUALIFY row_number() OVER (PARTITION BY message_uid, version
+                                       ORDER BY kafka_partition, kafka_offset) = 1""")
+    con.execute("CREATE VIEW communications AS SELECT * FROM email UNION ALL BY NAME SELECT * FROM chat")
+    return con
+
+
+def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
+    con = connect(settings)
+    try:
+        result = con.execute(sql)
+    except duckdb.Error as exc:
+        raise InputError(f"query failed: {str(exc).splitlines()[0]}") from exc
+    columns = [d[0] for d in result.description or []]
+    return columns, result.fetchall()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
+    """Rows as `json` (an array of objects), `csv`, or a plain-text `table`."""
+    if fmt == "json":
+        return json.dumps([{c: _plain(v) for c, v in zip(columns, row)} for row in rows],
+                          ensure_ascii=False, indent=1)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([json.dumps(_plain(v), ensure_ascii=False) if isinstance(v, (dict, list)) else _plain(v)
+                             for v in row])
+        return out.getvalue()
+    if fmt != "table":
+        raise InputError(f"unknown format {fmt!r}: use table, json or csv")
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+    body = [line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells]
+    return "\n".join(body) + f"\n({len(rows)} row{'s' if len(rows) != 1 else ''})"
+
+
+def _cell(value: Any, limit: int = 60) -> str:
+    plain = _plain(value)
+    text = "" if plain is None else (json.dumps(plain, ensure_ascii=False) if isinstance(plain, (dict, list)) else str(plain))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

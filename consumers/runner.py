@@ -1,0 +1,145 @@
+"""The consume loop and commit protocol every sink shares (archiver, indexer).
+
+A sink buffers records per (topic, partition) and says when a partition is due (rows, bytes,
+idle time). The checkpoint of a partition, in order:
+
+1. the sink flushes that partition's buffer and makes it durable (files + manifest, or a bulk
+   request that succeeded); it returns the next offset to read;
+2. dead letters produced for that partition are flushed to Kafka;
+3. only then is `next offset` committed for the consumer group, synchronously.
+
+A flush that fails raises: nothing is committed, the process exits non-zero, and a restart
+re-reads from the last commit (or, for the archiver, the last manifest). On SIGTERM/SIGINT every
+partition is checkpointed and the process exits 0. `until_idle` stops once every assigned
+partition has reached its end and been checkpointed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Protocol
+
+from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import KafkaException, TopicPartition
+
+from consumers.dlq import DeadLetters
+from strongroom.clients import ensure_topics, kafka_consumer
+from strongroom.config import Settings
+from strongroom.errors import KafkaError
+
+log = logging.getLogger("strongroom.consumers")
+PartitionKey = tuple[str, int]
+ASSIGN_WAIT_S = 30.0
+
+
+class Sink(Protocol):
+    name: str
+
+    def assigned(self, partitions: list[PartitionKey]) -> dict[PartitionKey, int | None]: ...
+    def add(self, message, dead_letters: DeadLetters) -> None: ...
+    def due(self, now: float) -> list[PartitionKey]: ...
+    def buffered(self) -> list[PartitionKey]: ...
+    def flush(self, partition: PartitionKey) -> int | None: ...
+    def forget(self, partition: PartitionKey) -> None: ...
+    def finish(self) -> None: ...
+
+
+class SinkRunner:
+    def __init__(self, settings: Settings, sink: Sink, group: str, kinds: tuple[str, ...] = ("email", "chat")):
+        self.settings = settings
+        self.sink = sink
+        self.topics = ensure_topics(settings, kinds=kinds + ("dlq",))[: len(kinds)]
+        self.dead_letters = DeadLetters(settings, sink.name)
+        self.consumer = kafka_consumer(settings, group, **{"enable.partition.eof": True})
+        self.assigned: set[PartitionKey] = set()
+        self.at_end: set[PartitionKey] = set()
+        self.saw_assignment = False
+        self.stopping = False
+        self.consumed = 0
+
+    # -- group membership ----------------------------------------------------------------
+    def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        starts = self.sink.assigned(keys)
+        for tp in partitions:
+            start = starts.get((tp.topic, tp.partition))
+            if start is not None:
+                tp.offset = start
+        consumer.incremental_assign(partitions)
+        self.assigned.update(keys)
+        self.saw_assignment = True
+
+    def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
+        # Checkpoint before the partition moves, so its new owner starts where we stopped.
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._checkpoint(key)
+            self.sink.forget(key)
+            self.assigned.discard(key)
+            self.at_end.discard(key)
+        consumer.incremental_unassign(partitions)
+
+    # -- the commit protocol ---------------------------------------------------------------
+    def _checkpoint(self, key: PartitionKey) -> None:
+        next_offset = self.sink.flush(key)
+        if next_offset is None:
+            return
+        self.dead_letters.flush()
+        try:
+            self.consumer.commit(offsets=[TopicPartition(key[0], key[1], next_offset)], asynchronous=False)
+        except KafkaException as exc:
+            # The data is durable; a lost commit only means a re-read that the sink makes harmless.
+            log.warning("commit of %s[%d]@%d failed: %s", key[0], key[1], next_offset, exc)
+
+    def checkpoint_all(self) -> None:
+        for key in sorted(set(self.sink.buffered())):
+            self._checkpoint(key)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _stop(self, *_args) -> None:
+        self.stopping = True
+
+    def run(self, until_idle: bool = False) -> int:
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        started = time.monotonic()
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        try:
+            while not self.stopping:
+                for message in self.consumer.consume(num_messages=10_000, timeout=0.5):
+                    self._handle(message)
+                for key in self.sink.due(time.monotonic()):
+                    self._checkpoint(key)
+                if until_idle and self._idle(started):
+                    break
+            self.checkpoint_all()
+            self.sink.finish()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.consumer.close()
+            self.dead_letters.close()
+        return self.consumed
+
+    def _handle(self, message) -> None:
+        error = message.error()
+        key = (message.topic(), message.partition())
+        if error is None:
+            self.at_end.discard(key)
+            self.sink.add(message, self.dead_letters)
+            self.consumed += 1
+        elif error.code() == RdKafkaError._PARTITION_EOF:
+            self.at_end.add(key)
+        elif error.fatal() or error.code() in (RdKafkaError.UNKNOWN_TOPIC_OR_PART, RdKafkaError._ALL_BROKERS_DOWN):
+            raise KafkaError(f"consumer for {', '.join(self.topics)}: {error.str()}")
+        else:
+            log.warning("consumer: %s", error.str())
+
+    def _idle(self, started: float) -> bool:
+        if not self.saw_assignment:
+            if time.monotonic() - started > ASSIGN_WAIT_S:
+                raise KafkaError(f"no partitions of {', '.join(self.topics)} were assigned within {ASSIGN_WAIT_S:.0f}s")
+            return False
+        return self.assigned <= self.at_end

@@ -1,0 +1,212 @@
+"""The `strongroom` command: one root app with sub-apps; heavy imports stay inside commands.
+
+`main()` is the one place errors become exit codes and one line on stderr: a StrongroomError
+prints its message, never a traceback or locals (settings hold credentials). Exit codes:
+2 bad input or config, 3 a service unreachable, 4 records not acknowledged, 5 integrity,
+1 any other strongroom error, 70 a bug (set STRONGROOM_DEBUG=1 for its traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from strongroom.errors import (ConfigError, DeliveryError, InputError, IntegrityError, ServiceError,
+                               StrongroomError)
+
+app = typer.Typer(help="strongroom: capture, keep and find a company's email and chat.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+ingest_app = typer.Typer(help="Read mail or chat, keep the originals, produce records to Kafka.", no_args_is_help=True)
+schemas_app = typer.Typer(help="The Avro schemas in the schema registry.", no_args_is_help=True)
+config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(config_app, name="config")
+
+FORMATS = ("table", "json", "csv")
+
+
+@app.callback()
+def root(ctx: typer.Context,
+         config: Optional[Path] = typer.Option(None, "--config", help="strongroom.toml to read (default: ./strongroom.toml, STRONGROOM_CONFIG)."),
+         namespace: Optional[str] = typer.Option(None, "--namespace", help="Prefix of every topic, group, index and storage path (STRONGROOM_NAMESPACE).")):
+    ctx.obj = {"config": config, "namespace": namespace}
+
+
+def settings_of(ctx: typer.Context):
+    from strongroom.config import load_settings
+
+    opts = ctx.find_root().obj or {}
+    return load_settings(opts.get("config"), namespace=opts.get("namespace"))
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+# -- config and schemas ---------------------------------------------------------------------
+@config_app.command("show")
+def config_show(ctx: typer.Context):
+    """Print the effective settings as TOML-like JSON, secrets masked."""
+    import json
+
+    print(json.dumps(settings_of(ctx).redacted(), indent=2))
+
+
+@schemas_app.command("register")
+def schemas_register(ctx: typer.Context):
+    """Register schemas/communication.avsc for the email and chat topics (BACKWARD compatible)."""
+    from strongroom.registry import register_schemas
+
+    settings = settings_of(ctx)
+    for kind, schema_id in register_schemas(settings).items():
+        print(f"{settings.topic(kind)}-value: schema id {schema_id}")
+
+
+# -- ingest ---------------------------------------------------------------------------------
+def _run_ingest(ctx: typer.Context, kind: str, captures, report: Optional[Path]) -> None:
+    from producers.ingest import ingest
+    from strongroom.progress import ingest_progress
+
+    settings = settings_of(ctx)
+    with ingest_progress(kind) as advance:
+        summary = ingest(settings, kind, captures, report, progress=advance)
+    print(summary.line())
+
+
+@ingest_app.command("email")
+def ingest_email(ctx: typer.Context,
+                 paths: list[Path] = typer.Argument(..., help="mbox files, Maildirs, .eml files or folders of .eml."),
+                 format: Optional[str] = typer.Option(None, "--format", help="mbox, maildir, eml or emldir (default: detected)."),
+                 report: Optional[Path] = typer.Option(None, "--report", help="Write one JSON line per input item here.")):
+    """Ingest email: originals and attachments to the blob store, one record each to Kafka."""
+    from producers.email import captures
+    from producers.email.formats import detect_format
+
+    for path in paths:  # every path is checked before anything is produced
+        detect_format(path, format)
+    items = (capture for path in paths for capture in captures(path, format))
+    _run_ingest(ctx, "email", items, report)
+
+
+@ingest_app.command("slack")
+def ingest_slack(ctx: typer.Context,
+                 path: Path = typer.Argument(..., help="A Slack workspace export: .zip or unpacked folder."),
+                 report: Optional[Path] = typer.Option(None, "--report", help="Write one JSON line per input item here.")):
+    """Ingest a Slack workspace export, one chat record per message."""
+    from producers.chat.slack import SlackExportSource
+
+    _run_ingest(ctx, "chat", iter(SlackExportSource(path)), report)
+
+
+@ingest_app.command("chat-jsonl")
+def ingest_chat_jsonl(ctx: typer.Context,
+                      path: Path = typer.Argument(..., help="A .jsonl file or a folder of them (docs/chat-jsonl.md)."),
+                      report: Optional[Path] = typer.Option(None, "--report", help="Write one JSON line per input item here.")):
+    """Ingest chat from the documented JSON-lines format, for platforms without a reader yet."""
+    from producers.chat.jsonl import ChatJsonlSource
+
+    _run_ingest(ctx, "chat", iter(ChatJsonlSource(path)), report)
+
+
+# -- consumers ------------------------------------------------------------------------------
+@app.command("archive")
+def archive(ctx: typer.Context,
+            until_idle: bool = typer.Option(False, "--until-idle", help="Stop once every partition is caught up and archived.")):
+    """Run the archiver: Kafka -> Parquet warehouse with manifests (SIGTERM: flush, commit, exit 0)."""
+    from consumers.archiver import ParquetArchiver
+    from consumers.runner import SinkRunner
+
+    settings = settings_of(ctx)
+    sink = ParquetArchiver(settings)
+    consumed = SinkRunner(settings, sink, settings.group("archiver")).run(until_idle=until_idle)
+    print(f"archive: consumed {consumed}, wrote {sink.rows_written} rows in {sink.files_written} files")
+
+
+@app.command("index")
+def index(ctx: typer.Context,
+          until_idle: bool = typer.Option(False, "--until-idle", help="Stop once every partition is caught up and indexed.")):
+    """Run the indexer: Kafka -> OpenSearch in bulk (SIGTERM: flush, commit, exit 0)."""
+    from consumers.indexer import OpenSearchIndexer
+    from consumers.runner import SinkRunner
+
+    settings = settings_of(ctx)
+    sink = OpenSearchIndexer(settings)
+    consumed = SinkRunner(settings, sink, settings.group("indexer")).run(until_idle=until_idle)
+    print(f"index: consumed {consumed}, indexed {sink.indexed} documents")
+
+
+@app.command("query")
+def query(ctx: typer.Context, sql: str = typer.Argument(..., help="SQL over the views email, chat, communications."),
+          format: str = typer.Option("table", "--format", help="table, json or csv.")):
+    """Ask the warehouse anything in SQL (DuckDB)."""
+    from consumers.query import render, run_query
+
+    columns, rows = run_query(settings_of(ctx), sql)
+    print(render(columns, rows, _check_format(format)))
+
+
+@app.command("search")
+def search(ctx: typer.Context, text: str = typer.Argument("", help="Words to find (simple query syntax)."),
+           kind: Optional[str] = typer.Option(None, "--kind", help="email or chat."),
+           sender: Optional[str] = typer.Option(None, "--sender", help="Sender address, user id or name."),
+           participant: Optional[str] = typer.Option(None, "--participant", help="Anyone on the message: address or user id."),
+           since: Optional[str] = typer.Option(None, "--since", help="ISO date or time."),
+           until: Optional[str] = typer.Option(None, "--until", help="ISO date or time."),
+           limit: int = typer.Option(20, "--limit", min=1, max=10_000),
+           format: str = typer.Option("table", "--format", help="table, json or csv.")):
+    """Search the hot index."""
+    from consumers.query import render
+    from consumers.search import search as run_search
+
+    columns, rows = run_search(settings_of(ctx), text, limit=limit, kind=kind, sender=sender,
+                               participant=participant, since=since, until=until)
+    print(render(columns, rows, _check_format(format)))
+
+
+@app.command("demo")
+def demo(ctx: typer.Context, workdir: Path = typer.Option(Path(".strongroom/demo"), "--workdir", help="Where the sample corpus is written.")):
+    """Capture a sample firm's mail and Slack, archive, index, and answer audit questions."""
+    from strongroom.demo import run_demo
+
+    run_demo(settings_of(ctx), workdir)
+
+
+# -- the one place errors become exit codes ---------------------------------------------------
+def exit_code(exc: StrongroomError) -> int:
+    if isinstance(exc, (ConfigError, InputError)):
+        return 2
+    if isinstance(exc, ServiceError):
+        return 3
+    if isinstance(exc, DeliveryError):
+        return 4
+    if isinstance(exc, IntegrityError):
+        return 5
+    return 1
+
+
+def main() -> None:
+    try:
+        app(prog_name="strongroom")
+    except StrongroomError as exc:
+        print(f"strongroom: error: {exc}", file=sys.stderr)
+        sys.exit(exit_code(exc))
+    except KeyboardInterrupt:
+        print("strongroom: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so plainly; the traceback only on request
+        if os.environ.get("STRONGROOM_DEBUG"):
+            raise
+        print(f"strongroom: internal error: {type(exc).__name__}: {exc} (STRONGROOM_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -114,7 +114,7 @@ class Decoder:
     """Decodes framed records; writer schemas are fetched by id once and resolved to ours."""
 
     def __init__(self, fetch_schema, reader=None):
-        # fetch_schema(id) -> schema JSON text; a registry lookup, cached below.
+        # fetch_schema(id) -> schema JSON text, raising LookupError for an unknown id; cached below.
         self._fetch = fetch_schema
         self.reader = reader or parsed_schema()
         self._writers: dict[int, Any] = {}
@@ -123,7 +123,9 @@ class Decoder:
         if schema_id not in self._writers:
             try:
                 text = self._fetch(schema_id)
-            except Exception as exc:  # the registry answers "not found" in several shapes
+            except LookupError as exc:
+                # Only "no such id" makes the record poison; a registry that does not answer
+                # propagates, so the sink stops without committing instead of dead-lettering all.
                 raise WireFormatError(f"schema id {schema_id} is not in the registry: {exc}") from exc
             self._writers[schema_id] = fastavro.parse_schema(json.loads(text))
         return self._writers[schema_id]

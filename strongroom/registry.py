@@ -42,5 +42,18 @@ def encoder(settings: Settings, kind: str) -> serde.Encoder:
 
 
 def decoder(settings: Settings) -> serde.Decoder:
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
     client = registry_client(settings)
-    return serde.Decoder(lambda schema_id: client.get_schema(schema_id).schema_str)
+
+    def fetch(schema_id: int) -> str:
+        try:
+            return client.get_schema(schema_id).schema_str
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise LookupError(f"registry has no schema id {schema_id}") from exc
+            raise registry_failure(settings, f"fetching schema id {schema_id}", exc) from exc
+        except Exception as exc:  # transport errors: the registry is down or unreachable
+            raise registry_failure(settings, f"fetching schema id {schema_id}", exc) from exc
+
+    return serde.Decoder(fetch)

@@ -82,6 +82,9 @@ class ParquetArchiver:
     def finish(self) -> None:
         """Every flush is already durable when it returns; nothing is left to do."""
 
+    def summary(self) -> str:
+        return f"wrote {self.rows_written} rows in {self.files_written} Parquet files"
+
     # -- buffering -------------------------------------------------------------------------
     def add(self, message, dead_letters: DeadLetters) -> None:
         key = (message.topic(), message.partition())

@@ -57,6 +57,9 @@ class OpenSearchIndexer:
         if self.indexed:
             self.client.indices.refresh(index=index_pattern(self.settings), params={"ignore_unavailable": "true"})
 
+    def summary(self) -> str:
+        return f"indexed {self.indexed} documents"
+
     def add(self, message, dead_letters: DeadLetters) -> None:
         self.dead_letters = dead_letters
         key = (message.topic(), message.partition())

@@ -116,30 +116,31 @@ def ingest_chat_jsonl(ctx: typer.Context,
 
 
 # -- consumers ------------------------------------------------------------------------------
+def _run_sink(ctx: typer.Context, name: str, until_idle: bool) -> None:
+    from consumers.runner import SinkRunner
+
+    if name == "archiver":
+        from consumers.archiver import ParquetArchiver as Sink
+    else:
+        from consumers.indexer import OpenSearchIndexer as Sink
+    settings = settings_of(ctx)
+    sink = Sink(settings)
+    consumed = SinkRunner(settings, sink, settings.group(sink.name)).run(until_idle=until_idle)
+    print(f"{sink.name}: consumed {consumed}, {sink.summary()}")
+
+
 @app.command("archive")
 def archive(ctx: typer.Context,
             until_idle: bool = typer.Option(False, "--until-idle", help="Stop once every partition is caught up and archived.")):
     """Run the archiver: Kafka -> Parquet warehouse with manifests (SIGTERM: flush, commit, exit 0)."""
-    from consumers.archiver import ParquetArchiver
-    from consumers.runner import SinkRunner
-
-    settings = settings_of(ctx)
-    sink = ParquetArchiver(settings)
-    consumed = SinkRunner(settings, sink, settings.group("archiver")).run(until_idle=until_idle)
-    print(f"archive: consumed {consumed}, wrote {sink.rows_written} rows in {sink.files_written} files")
+    _run_sink(ctx, "archiver", until_idle)
 
 
 @app.command("index")
 def index(ctx: typer.Context,
           until_idle: bool = typer.Option(False, "--until-idle", help="Stop once every partition is caught up and indexed.")):
     """Run the indexer: Kafka -> OpenSearch in bulk (SIGTERM: flush, commit, exit 0)."""
-    from consumers.indexer import OpenSearchIndexer
-    from consumers.runner import SinkRunner
-
-    settings = settings_of(ctx)
-    sink = OpenSearchIndexer(settings)
-    consumed = SinkRunner(settings, sink, settings.group("indexer")).run(until_idle=until_idle)
-    print(f"index: consumed {consumed}, indexed {sink.indexed} documents")
+    _run_sink(ctx, "indexer", until_idle)
 
 
 @app.command("query")

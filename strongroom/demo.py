@@ -48,12 +48,9 @@ def run_demo(settings: Settings, workdir: Path) -> None:
             print(ingest(settings, kind, items, progress=advance).line())
 
     _title("2. Archive (Parquet + manifests) and index (OpenSearch)")
-    archiver = ParquetArchiver(settings)
-    SinkRunner(settings, archiver, settings.group("archiver")).run(until_idle=True)
-    print(f"archiver: {archiver.rows_written} rows in {archiver.files_written} Parquet files")
-    indexer = OpenSearchIndexer(settings)
-    SinkRunner(settings, indexer, settings.group("indexer")).run(until_idle=True)
-    print(f"indexer: {indexer.indexed} documents")
+    for sink in (ParquetArchiver(settings), OpenSearchIndexer(settings)):
+        SinkRunner(settings, sink, settings.group(sink.name)).run(until_idle=True)
+        print(f"{sink.name}: {sink.summary()}")
 
     _title("3. What was kept, per day (strongroom query)")
     _sql(settings, """SELECT CAST(sent_at AS DATE) AS day, count(*) FILTER (kind = 'email') AS emails,

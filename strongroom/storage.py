@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Protocol
 
@@ -133,25 +134,31 @@ class S3Store:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _fail(self, action: str, key: str, exc: Exception) -> StorageError:
-        return StorageError(f"S3 {action} s3://{self.bucket}/{self._key(key)} at {self.settings.s3_endpoint} "
-                            f"failed: {_s3_reason(exc)}")
-
-    def put_new(self, key: str, data: bytes) -> bool:
+    @contextmanager
+    def _translated(self, action: str, key: str) -> Iterator[None]:
+        """The one boundary where boto's errors become StorageErrors naming the object."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            if len(data) > MULTIPART_THRESHOLD:
-                self._multipart_new(key, data)
-            else:
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
-            return True
-        except ClientError as exc:
-            if _s3_code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
-                return False
-            raise self._fail("put", key, exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("put", key, exc) from exc
+            yield
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"S3 {action} s3://{self.bucket}/{self._key(key)} at {self.settings.s3_endpoint} "
+                               f"failed: {_s3_reason(exc)}") from exc
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        with self._translated("put", key):
+            try:
+                if len(data) > MULTIPART_THRESHOLD:
+                    self._multipart_new(key, data)
+                else:
+                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            except ClientError as exc:
+                if _s3_code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+                    return False
+                raise
+        return True
 
     def _multipart_new(self, key: str, data: bytes) -> None:
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
@@ -169,53 +176,35 @@ class S3Store:
             raise
 
     def put(self, key: str, data: bytes) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with self._translated("put", key):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-        except (BotoCoreError, ClientError) as exc:
-            raise self._fail("put", key, exc) from exc
 
     def get(self, key: str) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with self._translated("get", key):
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except (BotoCoreError, ClientError) as exc:
-            raise self._fail("get", key, exc) from exc
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except ClientError as exc:
-            if _s3_code(exc) in {"404", "NoSuchKey", "NotFound"}:
-                return False
-            raise self._fail("head", key, exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("head", key, exc) from exc
+        with self._translated("head", key):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            except ClientError as exc:
+                if _s3_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                    return False
+                raise
+        return True
 
     def delete(self, key: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with self._translated("delete", key):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-        except (BotoCoreError, ClientError) as exc:
-            raise self._fail("delete", key, exc) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        full = self._key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
-        try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+        with self._translated("list", prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
                 for item in page.get("Contents", []):
                     yield item["Key"][strip:]
-        except (BotoCoreError, ClientError) as exc:
-            raise self._fail("list", prefix, exc) from exc
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"

@@ -20,6 +20,23 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def consume(settings: Settings, topic: str, group: str, count: int, seconds: float = 30.0) -> list:
+    """Read up to `count` records of `topic` from the start, in a consumer group of its own."""
+    from strongroom.clients import kafka_consumer
+
+    consumer = kafka_consumer(settings, settings.group(group))
+    consumer.subscribe([topic])
+    found: list = []
+    for _ in range(int(seconds * 2)):
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            found.append(msg)
+            if len(found) == count:
+                break
+    consumer.close()
+    return found
+
+
 @pytest.fixture(scope="session")
 def services() -> None:
     """The local services must be up; a test that needs them fails (never skips) when they are not."""

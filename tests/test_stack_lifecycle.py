@@ -10,9 +10,9 @@ import subprocess
 
 from confluent_kafka.schema_registry import Schema
 
-from strongroom.clients import ensure_topics, kafka_consumer, kafka_producer, opensearch_client, registry_client
+from strongroom.clients import ensure_topics, kafka_producer, opensearch_client, registry_client
 from strongroom.storage import S3Store
-from tests.conftest import REPO
+from tests.conftest import REPO, consume
 
 
 def _stack(*args: str) -> subprocess.CompletedProcess:
@@ -61,13 +61,4 @@ def test_down_then_up_keeps_data(services, s3_settings):
     assert S3Store(settings.storage).get("kept.txt") == b"kept"
     assert registry_client(settings).get_schema(schema_id).schema_str.find('"Kept"') >= 0
     assert opensearch_client(settings).get(index=index, id="1")["_source"] == {"a": 1}
-    consumer = kafka_consumer(settings, settings.group("kept"))
-    consumer.subscribe([topic])
-    values = []
-    for _ in range(60):
-        msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None:
-            values.append(msg.value())
-            break
-    consumer.close()
-    assert values == [b"kept"]
+    assert [m.value() for m in consume(settings, topic, "kept", 1)] == [b"kept"]

@@ -337,6 +337,12 @@ class OpenSearch(Service):
     def __init__(self, pins):
         super().__init__(pins)
         self.run_as = SERVICE_USER if os.geteuid() == 0 else None
+        self._follow_link()
+
+    def _follow_link(self) -> None:
+        # Paths handed to the service user must not pass through a folder it cannot enter.
+        if self.dir.is_symlink():
+            self.dir = self.dir.resolve()
 
     @property
     def version(self) -> str:
@@ -406,6 +412,7 @@ class OpenSearch(Service):
                 shutil.rmtree(self.dir)
             self.dir.parent.mkdir(parents=True, exist_ok=True)
             self.dir.symlink_to(moved)
+        self._follow_link()
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)

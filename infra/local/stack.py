@@ -236,9 +236,12 @@ def up(names: list[str]) -> int:
         if svc.pid():  # ours but not answering: restart it cleanly
             svc.stop()
         print(f"{svc.name:<10} installing {svc.version} (cache: {svc.cache})", flush=True)
-        svc.install()
-        svc.prepare()
-        svc.start()
+        try:
+            svc.install()
+            svc.prepare()
+            svc.start()
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise StackError(f"{svc.name} could not be started: {exc}") from exc
         pending.append(svc)
     # The JVMs start in parallel; each is then waited for in turn.
     for svc in pending:
@@ -253,9 +256,10 @@ def down(names: list[str], wipe: bool) -> int:
         stopped = svc.stop()
         print(f"{svc.name:<10} {'stopped' if stopped else 'was not running'}")
         if wipe and svc.dir.exists():
-            shutil.rmtree(svc.dir.resolve(), ignore_errors=True)
-            if svc.dir.is_symlink():
-                svc.dir.unlink()
+            shutil.rmtree(svc.dir, ignore_errors=True)
+            link = infra_dir() / svc.name  # a service may keep its data elsewhere behind a link
+            if link.is_symlink():
+                link.unlink()
             print(f"{svc.name:<10} data removed ({svc.dir})")
     return 0
 

@@ -113,9 +113,12 @@ def parse_email(raw: bytes, *, source: str, position: str,
                 _read_headers(_parse_message(raw, headers_only=True), found)
             except Exception:  # noqa: BLE001, S110 - nothing more can be read
                 pass
-        found["headers"] = [*found.get("headers", ()), {"name": _SENT_AT_SOURCE, "value": "ingest-time"}]
+        # The mbox From_ line is the best evidence of when unreadable mail arrived.
+        when, when_source = ((_utc(mbox_from_line_date), "mbox-from") if mbox_from_line_date
+                             else (ingested, "ingest-time"))
+        found["headers"] = [*found.get("headers", ()), {"name": _SENT_AT_SOURCE, "value": when_source}]
         record = new_record(**base, **found, message_uid=email_uid(None, None, None, raw_sha256),
-                            sent_at=ingested, parse_status="quarantined",
+                            sent_at=when, parse_status="quarantined",
                             parse_error=" ".join(reason.split())[:500] or type(exc).__name__)
         blobs = {}
     return Capture(path=source, position=position, raw=raw, record=record, blobs=blobs)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from strongroom.clients import check_kafka, ensure_topics, kafka_consumer, kafka_producer
+from strongroom.clients import check_kafka, ensure_topics, kafka_producer
 from strongroom.errors import KafkaError
+from tests.conftest import consume
 
 
 def test_topic_created_and_record_round_trips(settings):
@@ -17,16 +18,7 @@ def test_topic_created_and_record_round_trips(settings):
                      on_delivery=lambda err, msg: acked.append((err, msg.offset())))
     assert producer.flush(15) == 0
     assert acked and acked[0][0] is None
-    consumer = kafka_consumer(settings, settings.group("probe"))
-    consumer.subscribe([topic])
-    got = None
-    for _ in range(60):
-        msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None:
-            got = msg
-            break
-    consumer.close()
-    assert got is not None
+    (got,) = consume(settings, topic, "probe", 1)
     assert (got.key(), got.value(), got.headers()) == (b"k1", "Grüße".encode(), [("h", b"v")])
     assert got.offset() == acked[0][1]
 

@@ -26,6 +26,7 @@ from producers.ingest import ingest
 from strongroom.blobs import BlobStore
 from strongroom.clients import opensearch_client
 from strongroom.storage import open_store
+from tests.conftest import consume
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SLACK_MESSAGES = 11  # tests/fixtures/slack: 8 messages and 3 quarantined items
@@ -204,7 +205,7 @@ def test_poison_records_go_to_the_dead_letter_topic(settings, tmp_path):
     """Undecodable bytes and an unknown schema id are dead-lettered with their origin; good records still land."""
     from confluent_kafka import Producer
 
-    from strongroom.clients import ensure_topics, kafka_consumer
+    from strongroom.clients import ensure_topics
 
     mbox = tmp_path / "box.mbox"
     write_mbox(mbox, 3)
@@ -226,16 +227,7 @@ def test_poison_records_go_to_the_dead_letter_topic(settings, tmp_path):
             for o in Manifest.from_bytes(store.get(key)).dead_lettered]
     assert len(dead) == 2
 
-    consumer = kafka_consumer(settings, settings.group("dlq-reader"))
-    consumer.subscribe([dlq])
-    letters = []
-    for _ in range(60):
-        msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None:
-            letters.append(msg)
-            if len(letters) == 2:
-                break
-    consumer.close()
+    letters = consume(settings, dlq, "dlq-reader", 2)
     found = sorted((m.key(), dict(m.headers())) for m in letters)
     assert [k for k, _ in found] == [b"poison-1", b"poison-2"]
     headers = found[0][1]
@@ -286,22 +278,15 @@ def test_topics_are_readable_by_the_confluent_deserializer(settings, tmp_path):
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    from strongroom.clients import kafka_consumer, registry_client
+    from strongroom.clients import registry_client
 
     mbox = tmp_path / "box.mbox"
     write_mbox(mbox, 2)
     ingest(settings, "email", captures(mbox))
     deserialize = AvroDeserializer(registry_client(settings))
-    consumer = kafka_consumer(settings, settings.group("interop"))
-    consumer.subscribe([settings.topic("email")])
     values = []
-    for _ in range(60):
-        msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None:
-            record = deserialize(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
-            assert msg.key().decode() == record["message_uid"]
-            values.append(record)
-            if len(values) == 3:
-                break
-    consumer.close()
+    for msg in consume(settings, settings.topic("email"), "interop", 3):
+        record = deserialize(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
+        assert msg.key().decode() == record["message_uid"]
+        values.append(record)
     assert sorted(v["subject"] or "" for v in values) == ["", "Rapport trimestriel n°0 — Grüße", "Rapport trimestriel n°1 — Grüße"]

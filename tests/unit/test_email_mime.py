@@ -107,15 +107,23 @@ def test_attachment_with_encoded_subject_sender_and_filename() -> None:
 
 
 def test_binary_garbage_is_quarantined_with_raw_identity() -> None:
-    """Bytes without a header line are quarantined under the raw hash, timed at ingest."""
-    before = datetime.now(timezone.utc)
+    """Bytes without a header line are quarantined under the raw hash, timed by their mbox From_ line."""
     capture = _mbox(3)
     record = capture.record
     assert capture.quarantined
     assert record["parse_error"] == "no header field before the body"
     assert record["message_uid"] == "em-raw-" + sha256_hex(capture.raw)[:40]
-    assert before <= record["sent_at"] <= datetime.now(timezone.utc)
+    assert record["sent_at"] == datetime(2024, 3, 6, 12, 0, tzinfo=timezone.utc)
     assert record["raw_size"] == len(capture.raw) > 0
+    assert _header(record, "X-Strongroom-Sent-At-Source") == ["mbox-from"]
+
+
+def test_garbage_outside_an_mbox_is_timed_at_ingest() -> None:
+    """Unreadable bytes with no From_ line to go by are timed at ingest."""
+    before = datetime.now(timezone.utc)
+    record = _parse(b"\x00\x01 garbage \xff\n\nmore")
+    assert record["parse_status"] == "quarantined"
+    assert before <= record["sent_at"] <= datetime.now(timezone.utc)
     assert _header(record, "X-Strongroom-Sent-At-Source") == ["ingest-time"]
 
 

@@ -35,13 +35,29 @@ def normalize_message_id(value: str | None) -> str | None:
     return f"{local}@{domain.lower()}" if at else token
 
 
-def email_uid(message_id: str | None, sender: str | None, sent_at: datetime | None, raw_sha256: str) -> str:
-    """Email identity: normalized Message-ID with sender and date (a reused Message-ID with another
-    sender or date is another message); the raw hash where the Message-ID is missing."""
+def email_uid(message_id: str | None, sender: str | None, sent_at: datetime | None, raw_sha256: str,
+              content: str = "") -> str:
+    """Email identity: normalized Message-ID with sender, date and content digest; the raw hash
+    where the Message-ID is missing.
+
+    Copies of one message (a journal copy and the IMAP copy, two mailboxes) differ only in trace
+    headers, so they share the identity and are kept once. A Message-ID reused for another
+    message (another sender, date, or content: buggy mailers and test generators do this) gets
+    another identity, so it is never mistaken for a duplicate and dropped.
+    """
     if not message_id:
         return "em-raw-" + raw_sha256[:40]
     when = sent_at.astimezone(timezone.utc).isoformat() if sent_at else ""
-    return "em-" + _digest(message_id, (sender or "").lower(), when)
+    return "em-" + _digest(message_id, (sender or "").lower(), when, content)
+
+
+def email_content_digest(record: dict[str, Any]) -> str:
+    """What a message says, independent of how it travelled: subject, recipients, body text
+    (line endings and trailing blanks folded) and attachments (by content hash)."""
+    body = "\n".join(line.rstrip() for line in (record.get("body_text") or "").splitlines()).strip()
+    recipients = sorted(f"{r['role']}:{r.get('address') or r.get('name') or ''}" for r in record.get("recipients", []))
+    files = sorted(a.get("sha256") or f"{a.get('name')}:{a.get('size')}" for a in record.get("attachments", []))
+    return _digest(record.get("subject") or "", "\x1e".join(recipients), body, "\x1e".join(files))
 
 
 def chat_uid(platform: str, workspace: str | None, channel: str | None, message_id: str) -> str:

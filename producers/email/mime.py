@@ -47,8 +47,8 @@ from typing import Any
 
 from producers.capture import Capture
 from producers.email.formats import HEADER_FIELD
-from schemas.records import (EMAIL_TOPIC_KIND, attachment, email_uid, new_record, normalize_message_id,
-                             participant, recipient, sha256_hex)
+from schemas.records import (EMAIL_TOPIC_KIND, attachment, email_content_digest, email_uid, new_record,
+                             normalize_message_id, participant, recipient, sha256_hex)
 
 
 class _RawHeaders(policy.Compat32):
@@ -142,9 +142,11 @@ def _parse(raw: bytes, base: dict[str, Any], found: dict[str, Any], blobs: dict[
     plain, html, attachments = _walk(msg, b"\r\n" if b"\r\n" in raw[:raw.find(b"\n") + 1] else b"\n", blobs)
     body = "\n".join(plain) if plain else "\n".join(map(html_to_text, html)) if html else None
     found["headers"] = [*headers, {"name": _SENT_AT_SOURCE, "value": sent_at_source}]
-    return new_record(**base, **found, message_uid=email_uid(message_id, address, header_date, base["raw_sha256"]),
-                      sent_at=sent_at, body_text=_clean(body) if body is not None else None,
-                      attachments=attachments)
+    record = new_record(**base, **found, message_uid="", sent_at=sent_at,
+                        body_text=_clean(body) if body is not None else None, attachments=attachments)
+    record["message_uid"] = email_uid(message_id, address, header_date, base["raw_sha256"],
+                                      email_content_digest(record))
+    return record
 
 
 def _parse_message(raw: bytes, headers_only: bool = False) -> Message:

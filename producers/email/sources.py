@@ -51,6 +51,10 @@ def open_source(path: str | os.PathLike[str], format: str | None = None) -> Emai
     fmt = detect_format(path, format)
     sources = {EmailFormat.MBOX: MboxSource, EmailFormat.MAILDIR: MaildirSource,
                EmailFormat.EML: EmlFileSource, EmailFormat.EMLDIR: EmlDirSource}
+    if fmt is EmailFormat.EMLDIR and format:
+        # The user said this folder holds messages: every file is one, whatever its name
+        # (.raw, .msg.txt, no extension), rather than silently reading none of them.
+        return EmlDirSource(Path(path), every_file=True)
     return sources[fmt](Path(path))
 
 
@@ -204,17 +208,19 @@ class MaildirSource:
 
 
 class EmlDirSource:
-    """Every *.eml file below a directory: a folder's files in name order, then its subfolders in
-    name order. Hidden files and folders are skipped; `position` is the path relative to the root."""
+    """Every *.eml file below a directory (every file, with `every_file`): a folder's files in
+    name order, then its subfolders in name order. Hidden files and folders are skipped;
+    `position` is the path relative to the root."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, every_file: bool = False) -> None:
         self.path = path
+        self.every_file = every_file
 
     def __iter__(self) -> Iterator[RawMessage]:
         for folder, dirnames, filenames in os.walk(self.path):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if name.lower().endswith(".eml") and not name.startswith("."):
+                if (self.every_file or name.lower().endswith(".eml")) and not name.startswith("."):
                     file = Path(folder) / name
                     yield RawMessage(str(self.path), file.relative_to(self.path).as_posix(), _read(file))
 

@@ -266,3 +266,14 @@ def test_captures_account_for_every_mbox_item() -> None:
     """Every mbox message becomes a Capture; the binary one is quarantined, not dropped."""
     statuses = [(c.position.split("@")[0], c.record["parse_status"]) for c in captures(MBOX)]
     assert statuses == [("0", "ok"), ("1", "ok"), ("2", "ok"), ("3", "quarantined")]
+
+
+def test_forced_emldir_reads_every_file_whatever_its_name(tmp_path) -> None:
+    """With --format emldir a folder of .raw or extensionless messages is read whole, not silently skipped."""
+    from producers.email.sources import open_source
+
+    (tmp_path / "a.raw").write_bytes(b"From: a@example.com\n\none\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_bytes(b"From: b@example.com\n\ntwo\n")
+    (tmp_path / ".hidden").write_bytes(b"From: c@example.com\n\nthree\n")
+    assert [m.position for m in open_source(tmp_path, "emldir")] == ["a.raw", "sub/b"]

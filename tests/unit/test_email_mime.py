@@ -16,7 +16,7 @@ from producers.capture import Capture
 from producers.email import captures, parse_email
 from producers.email.mime import decode_header_value, decode_text, html_to_text
 from producers.email.sources import MboxSource
-from schemas.records import email_uid, sha256_hex
+from schemas.records import email_content_digest, email_uid, sha256_hex
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "email"
@@ -74,7 +74,7 @@ def test_identity_and_raw_description() -> None:
     assert record["raw_size"] == len(capture.raw)
     assert record["message_uid"] == email_uid("root-1@example.com", "alice@example.com",
                                               datetime(2024, 3, 4, 9, 15, tzinfo=timezone.utc),
-                                              record["raw_sha256"])
+                                              record["raw_sha256"], email_content_digest(record))
     assert record["source"] == str(FIXTURES / "sample.mbox")
     assert record["source_position"] == capture.position == "0@48"
 
@@ -194,7 +194,8 @@ def test_missing_date_uses_mbox_from_line_and_no_date_in_identity() -> None:
     record = _parse(raw, mbox_from_line_date=when)
     assert record["sent_at"] == when
     assert _header(record, "X-Strongroom-Sent-At-Source") == ["mbox-from"]
-    assert record["message_uid"] == email_uid("x@example.com", "a@example.com", None, sha256_hex(raw))
+    assert record["message_uid"] == email_uid("x@example.com", "a@example.com", None, sha256_hex(raw),
+                                              email_content_digest(record))
 
 
 def test_unparseable_date_falls_back_without_quarantine() -> None:
@@ -415,3 +416,13 @@ def test_any_header_values_parse_ok(values: dict[str, str], body: bytes) -> None
     head = b"".join(f"{name}: {value}\n".encode() for name, value in values.items())
     record = _parse(head + b"\n" + body)
     assert record["parse_status"] == "ok", record["parse_error"]
+
+
+def test_copies_of_a_message_share_an_identity_but_a_reused_message_id_does_not() -> None:
+    """A copy with other trace headers and line endings is the same message; other content under the same Message-ID is not."""
+    base = (b"From: A <a@example.com>\r\nTo: b@example.com\r\nSubject: Q3\r\n"
+            b"Date: Mon, 04 Mar 2024 09:15:00 +0000\r\nMessage-ID: <same@example.com>\r\n\r\nThe figures.\r\n")
+    copy = b"Received: from relay.example by mx.example; Mon, 04 Mar 2024 09:15:02 +0000\n" + base.replace(b"\r\n", b"\n")
+    reused = base.replace(b"The figures.", b"Other figures.")
+    uids = [_parse(raw)["message_uid"] for raw in (base, copy, reused)]
+    assert uids[0] == uids[1] != uids[2]

@@ -82,6 +82,11 @@ class ParquetArchiver:
     def finish(self) -> None:
         """Every flush is already durable when it returns; nothing is left to do."""
 
+    def commit_metadata(self, key: PartitionKey) -> str | None:
+        """The hash of the partition's newest manifest, committed with the offset: an edit of the
+        chain's last manifest, which no later manifest vouches for, still shows against it."""
+        return self.heads.get(key)
+
     def summary(self) -> str:
         return f"wrote {self.rows_written} rows in {self.files_written} Parquet files"
 

@@ -57,6 +57,9 @@ class OpenSearchIndexer:
         if self.indexed:
             self.client.indices.refresh(index=index_pattern(self.settings), params={"ignore_unavailable": "true"})
 
+    def commit_metadata(self, key: PartitionKey) -> str | None:
+        return None
+
     def summary(self) -> str:
         return f"indexed {self.indexed} documents"
 

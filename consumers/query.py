@@ -20,7 +20,7 @@ import duckdb
 
 from schemas import serde
 from strongroom.config import Settings
-from strongroom.errors import InputError, StorageError
+from strongroom.errors import InputError, IntegrityError, StorageError
 from strongroom.storage import open_store
 
 TABLES = ("email", "chat")
@@ -65,7 +65,11 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
             source = f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'date': DATE}})"
         else:
             source = "(SELECT *, NULL::DATE AS date FROM _strongroom_empty)"
-        con.execute(f"CREATE VIEW {table}_log AS SELECT * FROM {source}")
+        try:
+            con.execute(f"CREATE VIEW {table}_log AS SELECT * FROM {source}")
+        except duckdb.Error as exc:
+            raise IntegrityError(f"the {table} warehouse cannot be read ({str(exc).splitlines()[0]}); "
+                                 f"`strongroom verify` names damaged files") from exc
         con.execute(f"""CREATE VIEW {table} AS
             SELECT * FROM {table}_log
             QUALIFY row_number() OVER (PARTITION BY message_uid, version

@@ -45,6 +45,7 @@ class Sink(Protocol):
     def forget(self, partition: PartitionKey) -> None: ...
     def finish(self) -> None: ...
     def summary(self) -> str: ...
+    def commit_metadata(self, partition: PartitionKey) -> str | None: ...
 
 
 class SinkRunner:
@@ -89,7 +90,9 @@ class SinkRunner:
             return
         self.dead_letters.flush()
         try:
-            self.consumer.commit(offsets=[TopicPartition(key[0], key[1], next_offset)], asynchronous=False)
+            # The metadata (the archiver's manifest head hash) anchors the chain outside storage.
+            position = TopicPartition(key[0], key[1], next_offset, self.sink.commit_metadata(key) or "")
+            self.consumer.commit(offsets=[position], asynchronous=False)
         except KafkaException as exc:
             # The data is durable; a lost commit only means a re-read that the sink makes harmless.
             log.warning("commit of %s[%d]@%d failed: %s", key[0], key[1], next_offset, exc)

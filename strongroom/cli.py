@@ -171,6 +171,44 @@ def search(ctx: typer.Context, text: str = typer.Argument("", help="Words to fin
     print(render(columns, rows, _check_format(format)))
 
 
+@app.command("verify")
+def verify(ctx: typer.Context,
+           since: Optional[str] = typer.Option(None, "--since", help="Check files of messages from this date (YYYY-MM-DD)."),
+           until: Optional[str] = typer.Option(None, "--until", help="...up to this date."),
+           skip_index: bool = typer.Option(False, "--skip-index", help="Do not compare the hot index."),
+           format: str = typer.Option("table", "--format", help="table or json.")):
+    """Prove the archive complete and unaltered: Kafka offsets, manifest chains, file hashes, index counts."""
+    import json
+    from datetime import date
+
+    from consumers.query import render
+    from consumers.verify import Verifier
+
+    def day(value: Optional[str], name: str):
+        try:
+            return date.fromisoformat(value) if value else None
+        except ValueError as exc:
+            raise InputError(f"--{name} {value!r} is not a date (YYYY-MM-DD)") from exc
+
+    report = Verifier(settings_of(ctx), day(since, "since"), day(until, "until")).run(check_index=not skip_index)
+    if format == "json":
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        _check_format(format)
+        print(render(["topic", "partition", "earliest", "latest", "archived_through", "lag", "manifests", "rows",
+                      "dead_letters"],
+                     [(p.topic, p.partition, p.earliest, p.latest, p.archived_through, p.lag, p.manifests, p.rows,
+                       p.dead_lettered) for p in report.partitions], "table"))
+        for finding in report.findings:
+            print(f"PROBLEM {finding.problem}: {finding.where}: {finding.detail}")
+        lag = sum(p.lag for p in report.partitions)
+        print(f"{'complete' if report.complete else 'NOT complete'}: {report.files_checked} files checked, "
+              f"{len(report.findings)} problems" + (f", {lag} offsets not yet archived" if lag else ""))
+    if not report.complete:
+        raise IntegrityError(f"verify found {len(report.findings)} problems "
+                             f"({', '.join(sorted({f.problem for f in report.findings}))})")
+
+
 @app.command("demo")
 def demo(ctx: typer.Context, workdir: Path = typer.Option(Path(".strongroom/demo"), "--workdir", help="Where the sample corpus is written.")):
     """Capture a sample firm's mail and Slack, archive, index, and answer audit questions."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 
 from consumers.dlq import DeadLetters
 from consumers.search_mapping import document, ensure_template, index_name, index_pattern
@@ -43,6 +44,7 @@ class OpenSearchIndexer:
         self.pending_bytes = 0
         self.oldest = None
         self.indexed = 0
+        self.last_bulk_at: str | None = None
         self.dead_letters: DeadLetters | None = None
 
     def assigned(self, partitions: list[PartitionKey]) -> dict[PartitionKey, int | None]:
@@ -58,7 +60,8 @@ class OpenSearchIndexer:
             self.client.indices.refresh(index=index_pattern(self.settings), params={"ignore_unavailable": "true"})
 
     def commit_metadata(self, key: PartitionKey) -> str | None:
-        return None
+        """When the bulk carrying this offset succeeded, for `strongroom status`."""
+        return self.last_bulk_at
 
     def summary(self) -> str:
         return f"indexed {self.indexed} documents"
@@ -100,6 +103,7 @@ class OpenSearchIndexer:
         """One bulk carries every buffered partition; each is then ready to commit."""
         batch = [item for items in self.pending.values() for item in items if item[1] is not None]
         self._bulk(batch)
+        self.last_bulk_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for key, items in self.pending.items():
             if items:
                 self.ready[key] = items[-1][0].offset() + 1

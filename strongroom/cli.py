@@ -23,9 +23,11 @@ app = typer.Typer(help="strongroom: capture, keep and find a company's email and
 ingest_app = typer.Typer(help="Read mail or chat, keep the originals, produce records to Kafka.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The Avro schemas in the schema registry.", no_args_is_help=True)
 config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: records a sink could not take.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(config_app, name="config")
+app.add_typer(dlq_app, name="dlq")
 
 FORMATS = ("table", "json", "csv")
 
@@ -207,6 +209,77 @@ def verify(ctx: typer.Context,
     if not report.complete:
         raise IntegrityError(f"verify found {len(report.findings)} problems "
                              f"({', '.join(sorted({f.problem for f in report.findings}))})")
+
+
+@app.command("status")
+def status(ctx: typer.Context, format: str = typer.Option("table", "--format", help="table, json or csv.")):
+    """Per sink group and partition: committed offset, end offset, lag, last write."""
+    from consumers.lag import as_rows, group_lag
+    from consumers.query import render
+
+    print(render(*as_rows(group_lag(settings_of(ctx))), _check_format(format)))
+
+
+@app.command("replay")
+def replay(ctx: typer.Context,
+           group: str = typer.Option(..., "--group", help="archiver or indexer."),
+           topic: str = typer.Option(..., "--topic", help="email, chat, or a full topic name."),
+           from_beginning: bool = typer.Option(False, "--from-beginning"),
+           from_offset: Optional[int] = typer.Option(None, "--from-offset", help="The same offset in every partition."),
+           from_time: Optional[str] = typer.Option(None, "--from-time", help="ISO time; UTC unless it says otherwise."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be re-read; change nothing.")):
+    """Move a stopped sink group's offsets so it re-reads a topic (never duplicating)."""
+    from consumers.query import render
+    from consumers import replay as replays
+
+    settings = settings_of(ctx)
+    group_name, topic_name, moves = replays.plan(settings, group, topic, from_beginning=from_beginning,
+                                                 from_offset=from_offset, from_time=from_time)
+    print(render(["partition", "committed", "new_offset", "end", "to_reread"],
+                 [(m.partition, m.committed, m.target, m.end, m.rereads) for m in moves], "table"))
+    total = sum(m.rereads for m in moves)
+    if dry_run:
+        print(f"dry run: {group_name} would re-read {total} records of {topic_name}; nothing changed")
+        return
+    replays.apply(settings, group_name, topic_name, moves)
+    print(f"{group_name} will re-read {total} records of {topic_name} when it next starts")
+
+
+@dlq_app.command("list")
+def dlq_list(ctx: typer.Context, format: str = typer.Option("table", "--format", help="table, json or csv.")):
+    """Every dead letter: when, which sink, where from, why."""
+    from consumers.query import render
+    from consumers.redrive import COLUMNS, read_all
+
+    print(render(COLUMNS, [d.row() for d in read_all(settings_of(ctx))], _check_format(format)))
+
+
+@dlq_app.command("show")
+def dlq_show(ctx: typer.Context, ref: str = typer.Argument(..., help="The dlq_ref from `dlq list`, e.g. 0:12.")):
+    """One dead letter in full: headers, key, and the value's first bytes."""
+    from consumers.redrive import find, read_all
+
+    letter = find(read_all(settings_of(ctx)), ref)
+    for name, value in letter.headers:
+        print(f"{name}: {value.decode('utf-8', 'replace')}")
+    print(f"key: {letter.key!r}\nvalue ({len(letter.value or b'')} bytes): {(letter.value or b'')[:200]!r}")
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(ctx: typer.Context,
+                ref: Optional[list[str]] = typer.Argument(None, help="dlq_refs to send back (default: all)."),
+                sink: Optional[str] = typer.Option(None, "--sink", help="Only letters from this sink.")):
+    """Send dead letters back to their origin topic, each once, after fixing the cause."""
+    from consumers.redrive import find, read_all, redrive
+
+    settings = settings_of(ctx)
+    letters = read_all(settings)
+    if ref:
+        letters = [find(letters, r) for r in ref]
+    if sink:
+        letters = [d for d in letters if d.header("strongroom.sink") == sink]
+    sent, skipped = redrive(settings, letters)
+    print(f"redrive: sent {sent} back to their topics, {skipped} already redriven before")
 
 
 @app.command("demo")

@@ -141,7 +141,7 @@ class ParquetArchiver:
             file_key = (f"{self.settings.namespace}/warehouse/{table_of(topic)}/date={date}/"
                         f"{topic}+{partition}+{first}.parquet")
             encoded.append((file_key, date, len(rows), self._encode(rows)))
-        manifest_key = log.key_for(buf.first_offset, buf.last_offset)
+        manifest_key = log.key_for(buf.first_offset)
         # 1. say what is about to be written, so a crash from here on can be undone;
         log.mark_pending(manifest_key, [f[0] for f in encoded])
         files = []

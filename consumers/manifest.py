@@ -5,8 +5,8 @@ files it wrote (key, rows, bytes, sha256), the offsets sent to the dead-letter t
 and the sha256 of the previous manifest of that partition, so the manifests form a hash chain
 that `verify` can walk to prove completeness and detect tampering.
 
-Keys: `<ns>/manifests/<topic>/<partition>/<first:020d>-<last:020d>.json`; the zero padding makes
-the lexicographic order the offset order, so the chain head is the last key listed.
+Keys: `<ns>/manifests/<topic>/<partition>/<first_offset:020d>.json`; the zero padding makes the
+lexicographic order the offset order, so the chain head is the last key listed.
 """
 
 from __future__ import annotations
@@ -61,8 +61,11 @@ class ManifestLog:
         self.store = store
         self.prefix = f"{namespace}/manifests/{topic}/{partition}/"
 
-    def key_for(self, first: int, last: int) -> str:
-        return f"{self.prefix}{first:020d}-{last:020d}.json"
+    def key_for(self, first: int) -> str:
+        # Named by the first offset alone: two writers that both believe they own a partition
+        # (a zombie after a rebalance) race for the same name, and the conditional create lets
+        # exactly one of them extend the chain.
+        return f"{self.prefix}{first:020d}.json"
 
     def keys(self) -> list[str]:
         return sorted(k for k in self.store.list(self.prefix) if not k.endswith(PENDING))
@@ -77,7 +80,7 @@ class ManifestLog:
 
     def append(self, manifest: Manifest) -> str:
         """Write once; a manifest already at that range means another writer got there first."""
-        key = self.key_for(manifest.first_offset, manifest.last_offset)
+        key = self.key_for(manifest.first_offset)
         if not self.store.put_new(key, manifest.to_bytes()):
             raise IntegrityError(f"manifest {key} already exists: another archiver wrote this range "
                                  f"(a partition owned twice); this flush is abandoned and will be re-read")

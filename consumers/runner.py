@@ -31,7 +31,7 @@ from strongroom.errors import KafkaError
 
 log = logging.getLogger("strongroom.consumers")
 PartitionKey = tuple[str, int]
-ASSIGN_WAIT_S = 30.0
+ASSIGN_WAIT_S = 60.0  # covers a dead member's session timeout (10 s) and a rebalance
 
 
 class Sink(Protocol):

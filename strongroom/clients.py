@@ -87,6 +87,8 @@ def kafka_consumer(settings: Settings, group: str, **overrides: Any):
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
+        # A killed sink's partitions move to the others (or to its restart) after this, not 45 s.
+        "session.timeout.ms": 10_000,
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
         **overrides,

@@ -43,6 +43,7 @@ class PartitionBuffer:
     rows: list[dict] = field(default_factory=list)
     dead: list[int] = field(default_factory=list)
     bytes: int = 0
+    attempted: bool = False  # a flush of this buffer was tried and failed part-way
 
 
 def table_of(topic: str) -> str:
@@ -127,11 +128,21 @@ class ParquetArchiver:
         return out.getvalue()
 
     def flush(self, key: PartitionKey) -> int | None:
-        buf = self.buffers.pop(key, None)
+        buf = self.buffers.get(key)
         if buf is None or buf.first_offset is None:
+            self.buffers.pop(key, None)
             return None
         topic, partition = key
         log = self.logs.get(key) or ManifestLog(self.store, self.settings.namespace, topic, partition)
+        manifest_key = log.key_for(buf.first_offset)
+        if buf.attempted:
+            # An earlier try of this same flush failed part-way (storage down); the runner kept the
+            # buffer and paused the partition. Finish what landed, or undo it and write again.
+            done = self._adopt(key, log, manifest_key, buf)
+            if done is not None:
+                return done
+            log.recover()
+        buf.attempted = True
         by_date: dict[str, list[dict]] = defaultdict(list)
         for row in buf.rows:
             by_date[row["sent_at"].astimezone(timezone.utc).date().isoformat()].append(row)
@@ -141,7 +152,6 @@ class ParquetArchiver:
             file_key = (f"{self.settings.namespace}/warehouse/{table_of(topic)}/date={date}/"
                         f"{topic}+{partition}+{first}.parquet")
             encoded.append((file_key, date, len(rows), self._encode(rows)))
-        manifest_key = log.key_for(buf.first_offset)
         # 1. say what is about to be written, so a crash from here on can be undone;
         log.mark_pending(manifest_key, [f[0] for f in encoded])
         files = []
@@ -159,7 +169,24 @@ class ParquetArchiver:
         log.append(manifest)
         self.heads[key] = hashlib.sha256(manifest.to_bytes()).hexdigest()
         log.clear_pending()
+        del self.buffers[key]
         self.files_written += len(files)
         self.rows_written += len(buf.rows)
         # 4. the runner commits this offset only now.
         return buf.last_offset + 1
+
+    def _adopt(self, key: PartitionKey, log: ManifestLog, manifest_key: str, buf: PartitionBuffer) -> int | None:
+        """If the failed try's manifest did land (the error came after it), that flush is done."""
+        if not self.store.exists(manifest_key):
+            return None
+        data = self.store.get(manifest_key)
+        manifest = Manifest.from_bytes(data)
+        if manifest.last_offset != buf.last_offset:
+            raise IntegrityError(f"{manifest_key} covers up to {manifest.last_offset}, this flush up to "
+                                 f"{buf.last_offset}: another archiver wrote this range")
+        self.heads[key] = hashlib.sha256(data).hexdigest()
+        log.clear_pending()
+        del self.buffers[key]
+        self.files_written += len(manifest.files)
+        self.rows_written += manifest.rows
+        return manifest.last_offset + 1

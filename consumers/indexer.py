@@ -26,7 +26,7 @@ from strongroom.errors import SearchError
 from strongroom.registry import decoder
 
 PartitionKey = tuple[str, int]
-RETRIES = 6
+RETRIES = 3
 
 
 class OpenSearchIndexer:
@@ -112,33 +112,28 @@ class OpenSearchIndexer:
         self.oldest = None
 
     def _bulk(self, items: list) -> None:
-        attempt = 0
-        while items:
+        """Send one bulk; retry only the documents rejected for load, a few times, then give up
+        with a transient SearchError so the runner pauses, backs off and tries the batch again."""
+        for attempt in range(RETRIES + 1):
             body = "\n".join(line for _m, action, doc in items for line in (action, doc)) + "\n"
             try:
                 response = self.client.bulk(body=body)
             except Exception as exc:  # transport errors: OpenSearch down or overloaded
-                response, error = None, f"{type(exc).__name__}: {exc}"
+                raise SearchError(f"bulk to {self.settings.opensearch.url} failed: {type(exc).__name__}") from exc
             retry = []
-            if response is not None:
-                for item, result in zip(items, response["items"]):
-                    outcome = result.get("index", {})
-                    status = outcome.get("status", 500)
-                    if status < 300:
-                        self.indexed += 1
-                    elif status == 429 or status >= 500:
-                        retry.append(item)
-                    else:
-                        reason = json.dumps(outcome.get("error", {}))[:1000]
-                        assert self.dead_letters is not None
-                        self.dead_letters.send(item[0], f"indexer: OpenSearch refused the document ({status}): {reason}")
-                error = f"{len(retry)} documents rejected for load"
-            else:
-                retry = items
+            for item, result in zip(items, response["items"]):
+                outcome = result.get("index", {})
+                status = outcome.get("status", 500)
+                if status < 300:
+                    self.indexed += 1
+                elif status == 429 or status >= 500:
+                    retry.append(item)
+                else:
+                    reason = json.dumps(outcome.get("error", {}))[:1000]
+                    assert self.dead_letters is not None
+                    self.dead_letters.send(item[0], f"indexer: OpenSearch refused the document ({status}): {reason}")
             if not retry:
                 return
-            attempt += 1
-            if attempt > RETRIES:
-                raise SearchError(f"bulk to {self.settings.opensearch.url} failed after {RETRIES} retries: {error}")
-            time.sleep(min(30.0, 0.5 * 2 ** attempt))
             items = retry
+            time.sleep(0.5 * 2 ** attempt)
+        raise SearchError(f"bulk to {self.settings.opensearch.url}: {len(items)} documents still rejected for load")

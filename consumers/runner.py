@@ -8,8 +8,10 @@ idle time). The checkpoint of a partition, in order:
 2. dead letters produced for that partition are flushed to Kafka;
 3. only then is `next offset` committed for the consumer group, synchronously.
 
-A flush that fails raises: nothing is committed, the process exits non-zero, and a restart
-re-reads from the last commit (or, for the archiver, the last manifest). On SIGTERM/SIGINT every
+A flush that fails for a reason that may pass (a service down: a transient error) pauses every
+partition and is tried again with exponential backoff, the buffer kept, nothing committed; after
+MAX_OUTAGE_S, or on any other error, it raises: the process exits non-zero and a restart re-reads
+from the last commit (or, for the archiver, the last manifest). On SIGTERM/SIGINT every
 partition is checkpointed and the process exits 0. `until_idle` stops once every assigned
 partition has reached its end and been checkpointed.
 """
@@ -27,10 +29,12 @@ from confluent_kafka import KafkaException, TopicPartition
 from consumers.dlq import DeadLetters
 from strongroom.clients import ensure_topics, kafka_consumer
 from strongroom.config import Settings
-from strongroom.errors import KafkaError
+from strongroom.errors import KafkaError, StrongroomError
 
 log = logging.getLogger("strongroom.consumers")
 PartitionKey = tuple[str, int]
+MAX_BACKOFF_S = 30.0
+MAX_OUTAGE_S = 15 * 60.0  # a service down longer than this stops the sink (non-zero exit)
 ASSIGN_WAIT_S = 60.0  # covers a dead member's session timeout (10 s) and a rebalance
 
 
@@ -60,6 +64,9 @@ class SinkRunner:
         self.saw_assignment = False
         self.stopping = False
         self.consumed = 0
+        self.retry_at: float | None = None  # paused for backoff until then
+        self.failing_since: float | None = None
+        self.backoff = 1.0
 
     # -- group membership ----------------------------------------------------------------
     def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
@@ -97,9 +104,32 @@ class SinkRunner:
             # The data is durable; a lost commit only means a re-read that the sink makes harmless.
             log.warning("commit of %s[%d]@%d failed: %s", key[0], key[1], next_offset, exc)
 
-    def checkpoint_all(self) -> None:
-        for key in sorted(set(self.sink.buffered())):
-            self._checkpoint(key)
+    # -- backpressure: a sink's service is down ---------------------------------------------
+    def _try(self, keys: list[PartitionKey]) -> None:
+        """Checkpoint these partitions; on a transient failure pause every partition and back off.
+
+        Paused, the consumer keeps polling (so it stays in the group) but fetches nothing; the
+        sink keeps its buffer, and the same checkpoint is tried again after the backoff."""
+        if self.retry_at is not None and time.monotonic() < self.retry_at:
+            return
+        try:
+            for key in keys:
+                self._checkpoint(key)
+        except StrongroomError as exc:
+            if not exc.transient:
+                raise
+            self.failing_since = self.failing_since or time.monotonic()
+            if time.monotonic() - self.failing_since > MAX_OUTAGE_S:
+                raise
+            self.backoff = min(MAX_BACKOFF_S, self.backoff * 2) if self.retry_at else 1.0
+            self.retry_at = time.monotonic() + self.backoff
+            log.warning("%s: %s; paused, retrying in %.0fs", self.sink.name, exc, self.backoff)
+            self.consumer.pause(self.consumer.assignment())
+            return
+        if self.retry_at is not None:
+            log.warning("%s: recovered; resuming", self.sink.name)
+            self.consumer.resume(self.consumer.assignment())
+            self.retry_at = self.failing_since = None
 
     # -- the loop ----------------------------------------------------------------------------
     def _stop(self, *_args) -> None:
@@ -114,11 +144,15 @@ class SinkRunner:
             while not self.stopping:
                 for message in self.consumer.consume(num_messages=10_000, timeout=0.5):
                     self._handle(message)
-                for key in self.sink.due(time.monotonic()):
-                    self._checkpoint(key)
-                if until_idle and self._idle(started):
+                due = self.sink.buffered() if self.retry_at is not None else self.sink.due(time.monotonic())
+                self._try(due)
+                if until_idle and self.retry_at is None and self._idle(started):
                     break
-            self.checkpoint_all()
+            self.retry_at = None
+            while self.sink.buffered():  # a clean stop still makes everything durable first
+                self._try(sorted(set(self.sink.buffered())))
+                if self.retry_at is not None:
+                    time.sleep(max(0.0, self.retry_at - time.monotonic()))
             self.sink.finish()
         finally:
             for sig, handler in previous.items():

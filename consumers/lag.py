@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from consumers.manifest import ManifestLog
 from strongroom.clients import kafka_admin, kafka_consumer
 from strongroom.config import Settings
-from strongroom.errors import KafkaError
+from strongroom.errors import KafkaError, StorageError
 from strongroom.storage import open_store
 
 SINKS = ("archiver", "indexer")
@@ -56,10 +56,13 @@ def group_lag(settings: Settings) -> list[PartitionLag]:
 
 def _last_write(sink: str, store, settings: Settings, tp) -> str | None:
     """The archiver's newest manifest time; the indexer's last bulk time (its commit metadata)."""
-    if sink == "archiver":
+    if sink != "archiver":
+        return tp.metadata or None
+    try:
         head = ManifestLog(store, settings.namespace, tp.topic, tp.partition).head()
-        return head[0].created_at if head else None
-    return tp.metadata or None
+    except StorageError:
+        return "storage unreachable"  # status is most wanted exactly when something is down
+    return head[0].created_at if head else None
 
 
 def as_rows(lags: list[PartitionLag]) -> tuple[list[str], list[tuple]]:

@@ -67,6 +67,7 @@ class SinkRunner:
         self.retry_at: float | None = None  # paused for backoff until then
         self.failing_since: float | None = None
         self.backoff = 1.0
+        self.last_message = self.last_position_check = time.monotonic()
 
     # -- group membership ----------------------------------------------------------------
     def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
@@ -166,13 +167,14 @@ class SinkRunner:
         key = (message.topic(), message.partition())
         if error is None:
             self.at_end.discard(key)
+            self.last_message = time.monotonic()
             self.sink.add(message, self.dead_letters)
             self.consumed += 1
         elif error.code() == RdKafkaError._PARTITION_EOF:
             self.at_end.add(key)
-        elif error.fatal() or error.code() in (RdKafkaError.UNKNOWN_TOPIC_OR_PART, RdKafkaError._ALL_BROKERS_DOWN):
+        elif error.fatal() or error.code() == RdKafkaError.UNKNOWN_TOPIC_OR_PART:
             raise KafkaError(f"consumer for {', '.join(self.topics)}: {error.str()}")
-        else:
+        else:  # e.g. all brokers down: librdkafka reconnects by itself
             log.warning("consumer: %s", error.str())
 
     def _idle(self, started: float) -> bool:
@@ -180,4 +182,21 @@ class SinkRunner:
             if time.monotonic() - started > ASSIGN_WAIT_S:
                 raise KafkaError(f"no partitions of {', '.join(self.topics)} were assigned within {ASSIGN_WAIT_S:.0f}s")
             return False
-        return self.assigned <= self.at_end
+        if self.assigned <= self.at_end:
+            return True
+        # End-of-partition events can be missed across a rebalance; every few quiet seconds,
+        # ask the broker directly whether each assigned partition's position is at its end.
+        now = time.monotonic()
+        if now - self.last_message < 3.0 or now - self.last_position_check < 3.0:
+            return False
+        self.last_position_check = now
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            for tp in self.consumer.position([TopicPartition(t, p) for t, p in self.assigned]):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+                if (tp.offset < 0 and high > low) or 0 <= tp.offset < high:
+                    return False
+        except KafkaException:
+            return False
+        return True

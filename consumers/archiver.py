@@ -27,6 +27,7 @@ from consumers.dlq import DeadLetters
 from consumers.manifest import ArchivedFile, Manifest, ManifestLog
 from schemas import serde
 from strongroom import __version__
+from strongroom import observability as metrics
 from strongroom.config import Settings
 from strongroom.errors import IntegrityError
 from strongroom.registry import decoder
@@ -172,6 +173,7 @@ class ParquetArchiver:
         del self.buffers[key]
         self.files_written += len(files)
         self.rows_written += len(buf.rows)
+        metrics.RECORDS_OUT.labels(self.name).inc(len(buf.rows))
         # 4. the runner commits this offset only now.
         return buf.last_offset + 1
 

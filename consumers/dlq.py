@@ -7,6 +7,7 @@ flushed to Kafka before the offset it stands for is committed: it is never only 
 
 from __future__ import annotations
 
+from strongroom import observability as metrics
 from strongroom.clients import kafka_producer
 from strongroom.config import Settings
 from strongroom.errors import DeliveryError
@@ -31,6 +32,7 @@ class DeadLetters:
         self.producer.produce(self.topic, key=message.key(), value=message.value(), headers=headers,
                               on_delivery=self._delivered)
         self.count += 1
+        metrics.DEAD_LETTERS.labels(self.sink).inc()
 
     def _delivered(self, err, _msg) -> None:
         if err is not None:

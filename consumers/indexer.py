@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from consumers.dlq import DeadLetters
 from consumers.search_mapping import document, ensure_template, index_name, index_pattern
 from schemas import serde
+from strongroom import observability as metrics
 from strongroom.clients import check_opensearch, opensearch_client
 from strongroom.config import Settings
 from strongroom.errors import SearchError
@@ -126,6 +127,7 @@ class OpenSearchIndexer:
                 status = outcome.get("status", 500)
                 if status < 300:
                     self.indexed += 1
+                    metrics.RECORDS_OUT.labels(self.name).inc()
                 elif status == 429 or status >= 500:
                     retry.append(item)
                 else:

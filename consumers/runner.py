@@ -27,6 +27,7 @@ from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException, TopicPartition
 
 from consumers.dlq import DeadLetters
+from strongroom import observability as metrics
 from strongroom.clients import ensure_topics, kafka_consumer
 from strongroom.config import Settings
 from strongroom.errors import KafkaError, StrongroomError
@@ -67,6 +68,7 @@ class SinkRunner:
         self.retry_at: float | None = None  # paused for backoff until then
         self.failing_since: float | None = None
         self.backoff = 1.0
+        self.last_error = ""
         self.last_message = self.last_position_check = time.monotonic()
 
     # -- group membership ----------------------------------------------------------------
@@ -93,10 +95,15 @@ class SinkRunner:
 
     # -- the commit protocol ---------------------------------------------------------------
     def _checkpoint(self, key: PartitionKey) -> None:
+        started = time.monotonic()
         next_offset = self.sink.flush(key)
         if next_offset is None:
             return
         self.dead_letters.flush()
+        metrics.FLUSHES.labels(self.sink.name).inc()
+        metrics.FLUSH_SECONDS.labels(self.sink.name).observe(time.monotonic() - started)
+        _low, high = self.consumer.get_watermark_offsets(TopicPartition(*key), cached=True) or (0, 0)
+        metrics.LAG.labels(self.sink.name, key[0], str(key[1])).set(max(0, high - next_offset))
         try:
             # The metadata (the archiver's manifest head hash) anchors the chain outside storage.
             position = TopicPartition(key[0], key[1], next_offset, self.sink.commit_metadata(key) or "")
@@ -119,6 +126,9 @@ class SinkRunner:
         except StrongroomError as exc:
             if not exc.transient:
                 raise
+            metrics.ERRORS.labels(self.sink.name).inc()
+            metrics.PAUSED.labels(self.sink.name).set(1)
+            self.last_error = str(exc)
             self.failing_since = self.failing_since or time.monotonic()
             if time.monotonic() - self.failing_since > MAX_OUTAGE_S:
                 raise
@@ -131,6 +141,13 @@ class SinkRunner:
             log.warning("%s: recovered; resuming", self.sink.name)
             self.consumer.resume(self.consumer.assignment())
             self.retry_at = self.failing_since = None
+            metrics.PAUSED.labels(self.sink.name).set(0)
+
+    def health(self) -> str | None:
+        """None while healthy; the reason while paused on a service that is down."""
+        if self.failing_since is not None:
+            return f"{self.sink.name} paused {time.monotonic() - self.failing_since:.0f}s: {self.last_error}"
+        return None
 
     # -- the loop ----------------------------------------------------------------------------
     def _stop(self, *_args) -> None:
@@ -168,6 +185,7 @@ class SinkRunner:
         if error is None:
             self.at_end.discard(key)
             self.last_message = time.monotonic()
+            metrics.RECORDS_IN.labels(self.sink.name, key[0]).inc()
             self.sink.add(message, self.dead_letters)
             self.consumed += 1
         elif error.code() == RdKafkaError._PARTITION_EOF:

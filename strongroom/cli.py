@@ -35,7 +35,13 @@ FORMATS = ("table", "json", "csv")
 @app.callback()
 def root(ctx: typer.Context,
          config: Optional[Path] = typer.Option(None, "--config", help="strongroom.toml to read (default: ./strongroom.toml, STRONGROOM_CONFIG)."),
-         namespace: Optional[str] = typer.Option(None, "--namespace", help="Prefix of every topic, group, index and storage path (STRONGROOM_NAMESPACE).")):
+         namespace: Optional[str] = typer.Option(None, "--namespace", help="Prefix of every topic, group, index and storage path (STRONGROOM_NAMESPACE)."),
+         log_format: str = typer.Option("text", "--log-format", help="text or json (one object per line), on stderr.")):
+    from strongroom.observability import configure_logging
+
+    if log_format not in ("text", "json"):
+        raise InputError(f"--log-format {log_format!r}: use text or json")
+    configure_logging(log_format)
     ctx.obj = {"config": config, "namespace": namespace}
 
 
@@ -118,8 +124,9 @@ def ingest_chat_jsonl(ctx: typer.Context,
 
 
 # -- consumers ------------------------------------------------------------------------------
-def _run_sink(ctx: typer.Context, name: str, until_idle: bool) -> None:
+def _run_sink(ctx: typer.Context, name: str, until_idle: bool, metrics_port: Optional[int]) -> None:
     from consumers.runner import SinkRunner
+    from strongroom.observability import serve
 
     if name == "archiver":
         from consumers.archiver import ParquetArchiver as Sink
@@ -127,22 +134,30 @@ def _run_sink(ctx: typer.Context, name: str, until_idle: bool) -> None:
         from consumers.indexer import OpenSearchIndexer as Sink
     settings = settings_of(ctx)
     sink = Sink(settings)
-    consumed = SinkRunner(settings, sink, settings.group(sink.name)).run(until_idle=until_idle)
+    runner = SinkRunner(settings, sink, settings.group(sink.name))
+    if metrics_port:
+        try:
+            serve(metrics_port, runner.health)
+        except OSError as exc:
+            raise InputError(f"--metrics-port {metrics_port}: {exc.strerror or exc}") from exc
+    consumed = runner.run(until_idle=until_idle)
     print(f"{sink.name}: consumed {consumed}, {sink.summary()}")
 
 
 @app.command("archive")
 def archive(ctx: typer.Context,
-            until_idle: bool = typer.Option(False, "--until-idle", help="Stop once every partition is caught up and archived.")):
+            until_idle: bool = typer.Option(False, "--until-idle", help="Stop once every partition is caught up and archived."),
+            metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve /metrics and /healthz on this port.")):
     """Run the archiver: Kafka -> Parquet warehouse with manifests (SIGTERM: flush, commit, exit 0)."""
-    _run_sink(ctx, "archiver", until_idle)
+    _run_sink(ctx, "archiver", until_idle, metrics_port)
 
 
 @app.command("index")
 def index(ctx: typer.Context,
-          until_idle: bool = typer.Option(False, "--until-idle", help="Stop once every partition is caught up and indexed.")):
+          until_idle: bool = typer.Option(False, "--until-idle", help="Stop once every partition is caught up and indexed."),
+          metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve /metrics and /healthz on this port.")):
     """Run the indexer: Kafka -> OpenSearch in bulk (SIGTERM: flush, commit, exit 0)."""
-    _run_sink(ctx, "indexer", until_idle)
+    _run_sink(ctx, "indexer", until_idle, metrics_port)
 
 
 @app.command("query")

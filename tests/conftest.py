@@ -20,6 +20,23 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def assert_fits_schema(captures) -> None:
+    """Each record has exactly the schema's fields but ingested_at, and encodes once that is stamped."""
+    import io
+    import json
+    from datetime import datetime, timezone
+
+    import fastavro
+
+    from schemas import serde
+
+    fields = {f["name"] for f in json.loads(serde.schema_text())["fields"]}
+    for capture in captures:
+        assert set(capture.record) == fields - {"ingested_at"}
+        fastavro.schemaless_writer(io.BytesIO(), serde.parsed_schema(),
+                                   capture.record | {"ingested_at": datetime.now(timezone.utc)})
+
+
 def consume(settings: Settings, topic: str, group: str, count: int, seconds: float = 30.0) -> list:
     """Read up to `count` records of `topic` from the start, in a consumer group of its own."""
     from strongroom.clients import kafka_consumer

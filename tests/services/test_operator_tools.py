@@ -80,3 +80,39 @@ def test_dead_letters_are_listed_and_redriven_once(ingested):
     back = [m for m in consume(settings, settings.topic("email"), "redrive-check", 10)
             if dict(m.headers() or []).get("strongroom.redriven-from")]
     assert sorted(m.key() for m in back) == [b"bad-0", b"bad-1"]
+
+
+def test_archiver_serves_metrics_while_running(ingested):
+    """A running archiver's /metrics counts what it consumed and archived, and /healthz says ok."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "STRONGROOM_NAMESPACE": ingested.namespace, "STRONGROOM_STORAGE_URL": ingested.storage.url,
+           "STRONGROOM__ARCHIVER__IDLE_SECONDS": "0.5"}
+    proc = subprocess.Popen([sys.executable, "-m", "strongroom.cli", "--log-format", "json", "archive",
+                             "--metrics-port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        text = ""
+        for _ in range(60):
+            time.sleep(0.5)
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                continue
+            if 'strongroom_records_out_total{sink="archiver"} 6.0' in text:
+                break
+        assert 'strongroom_records_out_total{sink="archiver"} 6.0' in text, text[-2000:]
+        assert f'strongroom_records_in_total{{sink="archiver",topic="{ingested.topic("email")}"}} 6.0' in text
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read() == b"ok\n"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +16,7 @@ from producers.capture import Capture
 from producers.chat.jsonl import FIELDS, ChatJsonlSource
 from schemas.records import chat_uid, sha256_hex
 from strongroom.errors import InputError
+from tests.conftest import assert_fits_schema
 
 ROOT = Path(__file__).parent.parent.parent
 SAMPLE = ROOT / "tests" / "fixtures" / "chat" / "sample.jsonl"
@@ -216,8 +215,4 @@ def test_any_json_object_yields_exactly_one_capture(tmp_path_factory: pytest.Tem
 
 def test_every_capture_fits_the_communication_schema(captures: dict[str, Capture]) -> None:
     """Each record has exactly the schema's fields but ingested_at, and encodes as Avro once that is stamped."""
-    schema_doc = json.loads((Path(__file__).parents[2] / "schemas" / "communication.avsc").read_text("utf-8"))
-    schema = fastavro.parse_schema(schema_doc)
-    for capture in captures.values():
-        assert set(capture.record) == {f["name"] for f in schema_doc["fields"]} - {"ingested_at"}
-        fastavro.schemaless_writer(io.BytesIO(), schema, capture.record | {"ingested_at": datetime.now(timezone.utc)})
+    assert_fits_schema(captures.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import zipfile
@@ -10,7 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +17,7 @@ from producers.capture import Capture
 from producers.chat.slack import SlackExportSource
 from schemas.records import chat_uid, sha256_hex
 from strongroom.errors import InputError
+from tests.conftest import assert_fits_schema
 
 EXPORT = Path(__file__).parent.parent / "fixtures" / "slack"
 TEAM = "T0STRONG"
@@ -292,8 +291,4 @@ def test_any_day_file_entries_are_each_accounted_for(tmp_path_factory: pytest.Te
 
 def test_every_capture_fits_the_communication_schema(captures: dict[str, Capture]) -> None:
     """Each record has exactly the schema's fields but ingested_at, and encodes as Avro once that is stamped."""
-    schema_doc = json.loads((Path(__file__).parents[2] / "schemas" / "communication.avsc").read_text("utf-8"))
-    schema = fastavro.parse_schema(schema_doc)
-    for capture in captures.values():
-        assert set(capture.record) == {f["name"] for f in schema_doc["fields"]} - {"ingested_at"}
-        fastavro.schemaless_writer(io.BytesIO(), schema, capture.record | {"ingested_at": datetime.now(timezone.utc)})
+    assert_fits_schema(captures.values())

@@ -113,10 +113,13 @@ class ParquetArchiver:
         row["kafka_topic"], row["kafka_partition"], row["kafka_offset"] = key[0], key[1], offset
         buf.rows.append(row)
 
+    def full(self, key: PartitionKey) -> bool:
+        buf = self.buffers.get(key)
+        return buf is not None and (len(buf.rows) >= self.limits.max_rows or buf.bytes >= self.limits.max_bytes)
+
     def due(self, now: float) -> list[PartitionKey]:
         return [key for key, buf in self.buffers.items()
-                if len(buf.rows) >= self.limits.max_rows or buf.bytes >= self.limits.max_bytes
-                or now - buf.started >= self.limits.idle_seconds]
+                if self.full(key) or now - buf.started >= self.limits.idle_seconds]
 
     def buffered(self) -> list[PartitionKey]:
         return [key for key, buf in self.buffers.items() if buf.first_offset is not None]

@@ -87,11 +87,12 @@ class OpenSearchIndexer:
     def buffered(self) -> list[PartitionKey]:
         return [key for key, items in self.pending.items() if items] + list(self.ready)
 
-    def due(self, now: float) -> list[PartitionKey]:
-        count = sum(len(v) for v in self.pending.values())
+    def full(self, key: PartitionKey) -> bool:
         limits = self.settings.opensearch
-        if count >= limits.bulk_max_docs or self.pending_bytes >= limits.bulk_max_bytes or (
-                self.oldest is not None and now - self.oldest >= self.settings.indexer.idle_seconds):
+        return self.pending_bytes >= limits.bulk_max_bytes or sum(len(v) for v in self.pending.values()) >= limits.bulk_max_docs
+
+    def due(self, now: float) -> list[PartitionKey]:
+        if self.full(("", 0)) or (self.oldest is not None and now - self.oldest >= self.settings.indexer.idle_seconds):
             return self.buffered()
         return []
 

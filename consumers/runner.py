@@ -34,6 +34,7 @@ from strongroom.errors import KafkaError, StrongroomError
 
 log = logging.getLogger("strongroom.consumers")
 PartitionKey = tuple[str, int]
+BATCH = 1000  # records per consume call: bounds memory held outside the sink's buffers
 MAX_BACKOFF_S = 30.0
 MAX_OUTAGE_S = 15 * 60.0  # a service down longer than this stops the sink (non-zero exit)
 ASSIGN_WAIT_S = 60.0  # covers a dead member's session timeout (10 s) and a rebalance
@@ -45,6 +46,7 @@ class Sink(Protocol):
     def assigned(self, partitions: list[PartitionKey]) -> dict[PartitionKey, int | None]: ...
     def add(self, message, dead_letters: DeadLetters) -> None: ...
     def due(self, now: float) -> list[PartitionKey]: ...
+    def full(self, partition: PartitionKey) -> bool: ...
     def buffered(self) -> list[PartitionKey]: ...
     def flush(self, partition: PartitionKey) -> int | None: ...
     def forget(self, partition: PartitionKey) -> None: ...
@@ -160,7 +162,7 @@ class SinkRunner:
                                 on_lost=self._on_revoke)
         try:
             while not self.stopping:
-                for message in self.consumer.consume(num_messages=10_000, timeout=0.5):
+                for message in self.consumer.consume(num_messages=BATCH, timeout=0.5):
                     self._handle(message)
                 due = self.sink.buffered() if self.retry_at is not None else self.sink.due(time.monotonic())
                 self._try(due)
@@ -187,6 +189,9 @@ class SinkRunner:
             self.last_message = time.monotonic()
             metrics.RECORDS_IN.labels(self.sink.name, key[0]).inc()
             self.sink.add(message, self.dead_letters)
+            if self.retry_at is None and self.sink.full(key):
+                # Flush inside a consumed batch too, so a buffer never outgrows its limits.
+                self._try([key])
             self.consumed += 1
         elif error.code() == RdKafkaError._PARTITION_EOF:
             self.at_end.add(key)

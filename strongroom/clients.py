@@ -89,8 +89,10 @@ def kafka_consumer(settings: Settings, group: str, **overrides: Any):
         "partition.assignment.strategy": "cooperative-sticky",
         # A killed sink's partitions move to the others (or to its restart) after this, not 45 s.
         "session.timeout.ms": 10_000,
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        # Bounds what librdkafka prefetches (default 64 MB), so memory does not grow with a backlog.
+        "queued.max.messages.kbytes": 16 * 1024,
+        "fetch.max.bytes": 16 * 1024 * 1024,
+        "max.partition.fetch.bytes": 8 * 1024 * 1024,
         **overrides,
     }
     return Consumer(conf)

@@ -30,7 +30,8 @@ def _env(settings, **extra: str) -> dict[str, str]:
     env.update(STRONGROOM_NAMESPACE=settings.namespace, STRONGROOM_STORAGE_URL=settings.storage.url,
                # Small batches, so a kill lands between and inside many flushes.
                STRONGROOM__ARCHIVER__MAX_ROWS="15", STRONGROOM__ARCHIVER__IDLE_SECONDS="0.5",
-               STRONGROOM__OPENSEARCH__BULK_MAX_DOCS="15", STRONGROOM__INDEXER__IDLE_SECONDS="0.5", **extra)
+               STRONGROOM__OPENSEARCH__BULK_MAX_DOCS="15", STRONGROOM__INDEXER__IDLE_SECONDS="0.5")
+    env.update(extra)
     return env
 
 
@@ -112,3 +113,52 @@ def test_three_archivers_share_the_work_and_archive_each_offset_once(settings, t
     assert Verifier(settings).run(check_index=False).complete
     workers = [out for out in outputs if "wrote" in out and "wrote 0 rows" not in out]
     assert len(workers) >= 2, outputs
+
+
+def _peak_rss_kb(proc: subprocess.Popen) -> int:
+    """The process's peak resident memory (VmHWM), read until it exits."""
+    peak = 0
+    while proc.poll() is None:
+        try:
+            for line in open(f"/proc/{proc.pid}/status"):
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            break
+        time.sleep(0.05)
+    return peak
+
+
+def _backlog_of(settings, tmp_path, count: int) -> None:
+    from email.message import EmailMessage
+
+    body = ("Quarterly figures, line by line. " * 450)  # ~15 KB of text per record
+    with open(tmp_path / f"big-{count}.mbox", "wb") as out:
+        for i in range(count):
+            msg = EmailMessage()
+            msg["From"], msg["To"], msg["Subject"] = "a@northwind.example", "b@northwind.example", f"report {i}"
+            msg["Message-ID"], msg["Date"] = f"<big-{count}-{i}@northwind.example>", "Mon, 02 Nov 2026 08:00:00 +0000"
+            msg.set_content(body + str(i))
+            out.write(b"From a@northwind.example Mon Nov  2 08:00:00 2026\n" + msg.as_bytes() + b"\n")
+    assert ingest(settings, "email", captures(tmp_path / f"big-{count}.mbox")).produced == count
+
+
+def test_memory_stays_bounded_whatever_the_backlog(settings, tmp_path, namespace):
+    """Archiving a backlog 48x the batch limit peaks at about the memory of one a quarter as large."""
+    from strongroom.config import load_settings
+
+    peaks = []
+    for count in (1200, 4800):
+        scoped = load_settings(environ={}, namespace=f"{namespace}m{count}", storage={"url": str(tmp_path / f"s{count}")})
+        _backlog_of(scoped, tmp_path, count)
+        proc = subprocess.Popen([sys.executable, "-m", "strongroom.cli", "archive", "--until-idle"],
+                                env=_env(scoped, STRONGROOM__ARCHIVER__MAX_ROWS="100",
+                                         STRONGROOM__ARCHIVER__IDLE_SECONDS="5"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        peaks.append(_peak_rss_kb(proc))
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0 and f"wrote {count} rows" in out, err
+    print("peak RSS kB", peaks)
+    # 4x the records (~72 MB of bodies against ~18 MB) may not cost more than a quarter more memory:
+    # what is held is bounded by the batch limits and the consumer's prefetch, not by the backlog.
+    assert peaks[1] < peaks[0] * 1.25, peaks

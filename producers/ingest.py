@@ -29,7 +29,7 @@ from schemas import records
 from strongroom.blobs import BlobStore
 from strongroom.clients import ensure_topics, kafka_producer
 from strongroom.config import Settings
-from strongroom.errors import DeliveryError, KafkaError
+from strongroom.errors import DeliveryError
 from strongroom.registry import encoder
 from strongroom.storage import open_store
 
@@ -180,5 +180,3 @@ def ingest(settings: Settings, kind: str, captures: Iterable[Capture], report_pa
         raise DeliveryError(f"{summary.line()}; {summary.failed} not acknowledged (first error: {first})")
     return summary
 
-
-__all__ = ["Ingest", "IngestSummary", "ingest", "KafkaError"]

@@ -4,6 +4,7 @@
 prints its message, never a traceback or locals (settings hold credentials). Exit codes:
 2 bad input or config, 3 a service unreachable, 4 records not acknowledged, 5 integrity,
 1 any other strongroom error, 70 a bug (set STRONGROOM_DEBUG=1 for its traceback).
+About 340 lines: every command's signature and help live here, their work in the modules they import.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from consumers.lag import group_lag
 from consumers.verify import Verifier
 from producers.email import captures
 from producers.ingest import ingest
-from tests.services.test_pipeline import count_docs, scalar, write_mbox
+from tests.services.test_pipeline import archive, count_docs, scalar, write_mbox
 
 N = 240
 
@@ -72,11 +72,14 @@ def test_archiver_killed_mid_batch_archives_every_offset_once(backlog):
 
 
 def test_indexer_killed_mid_batch_indexes_every_message_once(backlog):
-    """SIGKILL at random points, restarted each time: exactly N documents, and the group is caught up."""
+    """SIGKILL at random points, restarted each time: exactly N documents, the group caught up, verify complete."""
     _kill_repeatedly(backlog, "index", seed=23)
     assert count_docs(backlog) == N
     lag = [r for r in group_lag(backlog) if r.group == backlog.group("indexer") and r.topic == backlog.topic("email")]
     assert sum(r.lag for r in lag) == 0
+    archive(backlog)  # so verify can hold the index against the warehouse
+    report = Verifier(backlog).run()
+    assert report.complete, report.findings
 
 
 def test_three_archivers_share_the_work_and_archive_each_offset_once(settings, tmp_path):

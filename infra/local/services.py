@@ -159,10 +159,12 @@ logger.apache.name = org.apache.kafka
 logger.apache.level = WARN
 """)
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = "-"
+            while not cluster_id[0].isalnum():  # one starting with "-" would read as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             run(["java", "-cp", f"{self.libs}/*", f"-Dlog4j2.configurationFile=file:{self.dir}/log4j2.properties",
                  "kafka.tools.StorageTool", "format", "--standalone", "--ignore-formatted",
-                 "--cluster-id", cluster_id, "--config", str(self.dir / "server.properties")],
+                 f"--cluster-id={cluster_id}", "--config", str(self.dir / "server.properties")],
                 "formatting Kafka's storage")
 
     def command(self) -> list[str]:

@@ -101,7 +101,8 @@ def kafka_consumer(settings: Settings, group: str, **overrides: Any):
 def registry_client(settings: Settings):
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-    conf: dict[str, Any] = {"url": settings.registry.url}
+    # Without a timeout the client waits forever on a registry that accepted but never answers.
+    conf: dict[str, Any] = {"url": settings.registry.url, "timeout": 30}
     if settings.registry.basic_auth_user_info:
         conf["basic.auth.user.info"] = settings.registry.basic_auth_user_info.get_secret_value()
     return SchemaRegistryClient(conf)

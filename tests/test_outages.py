@@ -19,6 +19,8 @@ from tests.conftest import REPO
 from tests.services.test_pipeline import count_docs, scalar, write_mbox
 from tests.services.test_faults import _env
 
+BIG = 3000  # large enough that the broker stops while the ingest is still producing
+
 
 def _stack(action: str, service: str) -> None:
     result = subprocess.run([str(REPO / "infra" / "local" / action), service], capture_output=True, text=True, timeout=300)
@@ -114,11 +116,16 @@ def test_broker_restarted_under_producer_and_consumer(settings, tmp_path, restor
     """Kafka stopped and started while an ingest and the archiver run: every record acknowledged and archived once."""
     archiver = _cli(settings, "archive")
     _ingest(settings, tmp_path, "first", 30)
-    mbox = tmp_path / "big.mbox"
-    write_mbox(mbox, 299)
+    mbox, report = tmp_path / "big.mbox", tmp_path / "report.jsonl"
+    write_mbox(mbox, BIG - 1)
     mbox.write_bytes(mbox.read_bytes().replace(b"@northwind.example>", b".big@northwind.example>")
                      .replace(b"not a mail message", b"not a mail message big"))
-    ingest = _cli(settings, "ingest", "email", str(mbox))
+    ingest = _cli(settings, "ingest", "email", str(mbox), "--report", str(report))
+    # Stop the broker only once records are being acknowledged, so it goes down mid-ingest.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (report.exists() and report.stat().st_size > 0):
+        time.sleep(0.05)
+    assert ingest.poll() is None, "the ingest finished before the broker could be stopped"
     _stack("down", "kafka")
     restore.append("kafka")
     time.sleep(5)
@@ -126,8 +133,8 @@ def test_broker_restarted_under_producer_and_consumer(settings, tmp_path, restor
     restore.remove("kafka")
     out, err = ingest.communicate(timeout=300)
     assert ingest.returncode == 0 and "failed 0" in out, out + err
-    _wait_caught_up(settings, "archiver", 30 + 300)
+    _wait_caught_up(settings, "archiver", 30 + BIG)
     _stop(archiver)
-    assert scalar(settings, "SELECT count(*) FROM email_log") == 330
-    assert scalar(settings, "SELECT count(DISTINCT message_uid) FROM email") == 330
+    assert scalar(settings, "SELECT count(*) FROM email_log") == 30 + BIG
+    assert scalar(settings, "SELECT count(DISTINCT message_uid) FROM email") == 30 + BIG
     assert Verifier(settings).run(check_index=False).complete

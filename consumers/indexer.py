@@ -76,6 +76,11 @@ class OpenSearchIndexer:
             dead_letters.send(message, f"indexer: {exc}")
             self.pending[key].append((message, None, None))
             return
+        if record["event_type"] == "arrival":
+            # Another copy of an email already indexed: its provenance lives in the warehouse's
+            # `arrivals` view; a second document would make search show the message twice.
+            self.pending[key].append((message, None, None))
+            return
         action = json.dumps({"index": {"_index": index_name(self.settings, record),
                                        "_id": f"{record['message_uid']}:{record['version']}"}})
         doc = json.dumps(document(record), ensure_ascii=False, default=str)

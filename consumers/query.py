@@ -1,4 +1,5 @@
-"""DuckDB over the warehouse: the views `email`, `chat` and `communications`, local or on S3.
+"""DuckDB over the warehouse: the views `email`, `chat`, `communications`, `chat_latest`,
+`chat_first` and `arrivals`, local or on S3.
 
 Each view keeps one row per (message_uid, version): the warehouse itself keeps every Kafka
 offset it archived (that is the completeness proof), so a record produced twice after a crash
@@ -62,7 +63,9 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
         if has_files:
             glob = store.uri(prefix.rstrip("/")) + "/*/*.parquet"
             # hive_partitioning adds `date` (the partition), so WHERE date = ... prunes files.
-            source = f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'date': DATE}})"
+            # union_by_name: files written before a schema change lack its new columns (NULL there).
+            source = (f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'date': DATE}}, "
+                      f"union_by_name = true)")
         else:
             source = "(SELECT *, NULL::DATE AS date FROM _strongroom_empty)"
         try:
@@ -71,11 +74,30 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
             raise IntegrityError(f"the {table} warehouse cannot be read ({str(exc).splitlines()[0]}); "
                                  f"`strongroom verify` names damaged files") from exc
         con.execute(f"""CREATE VIEW {table} AS
-            SELECT * FROM {table}_log
+            SELECT * FROM {table}_log WHERE event_type <> 'arrival'
             QUALIFY row_number() OVER (PARTITION BY message_uid, version
                                        ORDER BY kafka_partition, kafka_offset) = 1""")
     con.execute("CREATE VIEW communications AS SELECT * FROM email UNION ALL BY NAME SELECT * FROM chat")
+    _history_views(con)
     return con
+
+
+def _history_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Derived views: every copy of each email, and chat messages as first sent and as last seen."""
+    # Each email's first capture is its first arrival; later copies are `arrival` records.
+    con.execute("""CREATE VIEW arrivals AS
+        SELECT message_uid, arrival_id, source, source_position, workspace AS mailbox, envelope_sender,
+               list_filter(recipients, r -> r.role = 'envelope') AS envelope_recipients,
+               raw_sha256, raw_size, ingested_at, event_type = 'arrival' AS repeated, date
+        FROM email_log WHERE arrival_id IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY message_uid, arrival_id ORDER BY kafka_partition, kafka_offset) = 1""")
+    # Reactions are events about a message, not versions of its text: both views skip them.
+    for name, order in (("chat_latest", "version DESC"), ("chat_first", "version")):
+        con.execute(f"""CREATE VIEW {name} AS
+            SELECT *, event_type = 'deleted' AS is_deleted,
+                   CASE WHEN event_type = 'deleted' THEN coalesce(event_at, sent_at) END AS deleted_at
+            FROM chat WHERE event_type IN ('created', 'edited', 'deleted')
+            QUALIFY row_number() OVER (PARTITION BY message_uid ORDER BY {order}) = 1""")
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:

@@ -3,7 +3,9 @@
 Delivery guarantee: at-least-once onto Kafka, and every input item accounted for. For each item:
 
 1. skip it as a duplicate if its (message_uid, version) was captured before (receipts) or earlier
-   in this run;
+   in this run; an email already captured but arriving from somewhere new (another mailbox, the
+   journal, another envelope) is produced as an `arrival` record instead, so every copy's
+   provenance is kept while the message itself is archived once;
 2. store the raw original and each attachment in the blob store (content-addressed, write-once)
    before the record that points at them exists (claim check);
 3. produce the record, keyed by message_uid, with an idempotent producer (acks=all);
@@ -42,6 +44,7 @@ class IngestSummary:
     read: int = 0
     produced: int = 0
     duplicates: int = 0
+    arrivals: int = 0
     quarantined: int = 0
     failed: int = 0
     bytes: int = 0
@@ -51,6 +54,7 @@ class IngestSummary:
     def line(self) -> str:
         rate = self.read / self.seconds if self.seconds else 0.0
         return (f"{self.kind}: read {self.read}, produced {self.produced}, duplicates {self.duplicates}, "
+                f"{f'arrivals {self.arrivals}, ' if self.arrivals else ''}"
                 f"quarantined {self.quarantined}, failed {self.failed} "
                 f"({self.bytes / 1e6:.1f} MB in {self.seconds:.1f}s, {rate:,.0f} items/s)")
 
@@ -97,7 +101,7 @@ class Ingest:
         self.progress = progress  # callable(items, bytes) or None
         self.summary = IngestSummary(kind)
 
-    def _on_delivery(self, capture: Capture, key: str):
+    def _on_delivery(self, capture: Capture, keys: tuple[str, ...]):
         def callback(err, _msg) -> None:
             if err is not None:
                 self.summary.failed += 1
@@ -105,8 +109,12 @@ class Ingest:
                 self.report.write(capture, "failed", f"not acknowledged by Kafka: {err.str()}")
                 return
             self.summary.produced += 1
-            self.receipts.add(key)
-            if capture.quarantined:
+            for key in keys:
+                self.receipts.add(key)
+            if capture.record.get("event_type") == "arrival":
+                self.summary.arrivals += 1
+                self.report.write(capture, "arrival")
+            elif capture.quarantined:
                 self.summary.quarantined += 1
                 self.report.write(capture, "quarantined")
             else:
@@ -131,12 +139,17 @@ class Ingest:
                 self.summary.bytes += len(capture.raw)
                 rec = capture.record
                 key = receipt_key(rec["message_uid"], rec.get("version", 1))
-                if key in seen:
+                arrival = self._arrival_key(key, rec)
+                if key not in seen:
+                    seen.update((key, arrival) if arrival else (key,))
+                    self._capture(capture, (key, arrival) if arrival else (key,))
+                elif arrival and arrival not in seen:
+                    seen.add(arrival)
+                    rec["event_type"] = "arrival"
+                    self._capture(capture, (arrival,))
+                else:
                     self.summary.duplicates += 1
                     self.report.write(capture, "duplicate")
-                else:
-                    seen.add(key)
-                    self._capture(capture, key)
                 if self.progress:
                     self.progress(1, len(capture.raw))
                 self.producer.poll(0)
@@ -146,7 +159,14 @@ class Ingest:
             self.summary.seconds = time.monotonic() - started
         return self.summary
 
-    def _capture(self, capture: Capture, key: str) -> None:
+    def _arrival_key(self, key: str, rec: dict) -> str | None:
+        """Emails record each arrival; chat exports re-read from elsewhere are plain duplicates."""
+        if rec.get("kind") != "email":
+            return None
+        rec["arrival_id"] = records.arrival_id(rec)
+        return f"{key}|{rec['arrival_id']}"
+
+    def _capture(self, capture: Capture, keys: tuple[str, ...]) -> None:
         rec = capture.record
         self.blobs.put(capture.raw, rec.get("raw_sha256"))
         for sha, payload in capture.blobs.items():
@@ -157,7 +177,7 @@ class Ingest:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             capture.record = rec = _quarantine(capture, str(exc))
             value = self.encode(rec)
-        self._produce(rec["message_uid"].encode(), value, self._on_delivery(capture, key))
+        self._produce(rec["message_uid"].encode(), value, self._on_delivery(capture, keys))
 
     def _drain(self) -> None:
         remaining = self.producer.flush(FLUSH_TIMEOUT_S)

@@ -74,8 +74,19 @@ def recipient(role: str, user_id: str | None = None, name: str | None = None, ad
 
 
 def attachment(content_type: str, name: str | None = None, size: int | None = None,
-               sha256: str | None = None, url: str | None = None) -> dict[str, Any]:
-    return {"name": name, "content_type": content_type, "size": size, "sha256": sha256, "url": url}
+               sha256: str | None = None, url: str | None = None, text: str | None = None) -> dict[str, Any]:
+    return {"name": name, "content_type": content_type, "size": size, "sha256": sha256, "url": url, "text": text}
+
+
+def arrival_id(record: dict[str, Any]) -> str:
+    """Where a copy came from: source, position in it, mailbox and SMTP envelope.
+
+    A re-run over the same file is the same arrival (a duplicate, recorded nothing more); the
+    journal copy and the IMAP copy of one message, or two mailboxes holding it, are two arrivals.
+    """
+    envelope = sorted(r.get("address") or "" for r in record.get("recipients", []) if r.get("role") == "envelope")
+    return "ar-" + _digest(record.get("source") or "", record.get("source_position") or "",
+                           record.get("workspace") or "", record.get("envelope_sender") or "", "\x1e".join(envelope))
 
 
 def new_record(**fields: Any) -> dict[str, Any]:
@@ -83,8 +94,9 @@ def new_record(**fields: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
         "source_position": None, "workspace": None, "conversation_id": None, "channel": None,
         "thread_id": None, "parent_uid": None, "message_id": None, "event_type": "created",
-        "version": 1, "sender": participant(), "recipients": [], "subject": None, "body_text": None,
-        "attachments": [], "headers": [], "parse_status": "ok", "parse_error": None,
+        "version": 1, "event_at": None, "sender": participant(), "envelope_sender": None, "recipients": [],
+        "subject": None, "body_text": None, "attachments": [], "headers": [], "arrival_id": None,
+        "parse_status": "ok", "parse_error": None, "flags": [],
     }
     record.update(fields)
     return record

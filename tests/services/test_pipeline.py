@@ -171,6 +171,26 @@ def test_same_mailbox_twice_is_kept_once(pipeline_settings, tmp_path):
     assert scalar(settings, "SELECT count(*) FROM email_log") == 6
 
 
+def test_copy_from_another_mailbox_is_archived_once_and_recorded_as_an_arrival(pipeline_settings, tmp_path):
+    """The same messages found in a second mailbox: no new message, one arrival each, with its source."""
+    settings = pipeline_settings
+    first_box, second_box = tmp_path / "alice.mbox", tmp_path / "bob.mbox"
+    write_mbox(first_box, 4)
+    second_box.write_bytes(first_box.read_bytes())
+    first = ingest(settings, "email", captures(first_box))
+    second = ingest(settings, "email", captures(second_box))
+    again = ingest(settings, "email", captures(second_box))
+    assert (first.produced, second.arrivals, second.duplicates) == (5, 5, 0)
+    assert (again.produced, again.duplicates) == (0, 5)
+    archive(settings)
+    assert scalar(settings, "SELECT count(*) FROM email") == 5
+    assert scalar(settings, "SELECT count(*) FROM email_log") == 10
+    _cols, rows = run_query(settings, "SELECT source, count(*), count(DISTINCT message_uid), sum(repeated::INT) "
+                                      "FROM arrivals GROUP BY source ORDER BY source")
+    assert rows == [(str(first_box), 5, 5, 0), (str(second_box), 5, 5, 5)]
+    assert index(settings).indexed == 5
+
+
 def test_crash_between_files_and_manifest_leaves_no_trace(settings, tmp_path, monkeypatch):
     """An archiver that dies after writing files but before its manifest commits nothing; the rerun archives each offset once."""
     mbox = tmp_path / "box.mbox"

@@ -52,7 +52,7 @@ def test_full_line_maps_every_field(captures: dict[str, Capture]) -> None:
     assert (record["subject"], record["body_text"]) == ("Release", "Release plan, ask @José")
     assert record["attachments"] == [{
         "name": "plan.pdf", "content_type": "application/pdf", "size": 1024, "url": "https://files.example.com/plan.pdf",
-        "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}]
+        "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "text": None}]
     assert record["headers"] == [{"name": "importance", "value": "high"}, {"name": "reply_count", "value": "1"}]
     assert (record["event_type"], record["version"], record["parse_status"], record["thread_id"]) == (
         "created", 1, "ok", None)

@@ -102,7 +102,7 @@ def test_attachment_with_encoded_subject_sender_and_filename() -> None:
     assert record["body_text"] == "Die Rechnung für März hängt an."
     (pdf,) = record["attachments"]
     assert pdf == {"name": "Rechnung März.pdf", "content_type": "application/pdf", "size": len(PDF),
-                   "sha256": sha256_hex(PDF), "url": None}
+                   "sha256": sha256_hex(PDF), "url": None, "text": None}
     assert capture.blobs == {sha256_hex(PDF): PDF}
 
 

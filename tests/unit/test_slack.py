@@ -122,7 +122,7 @@ def test_shared_file_becomes_a_link_attachment(captures: dict[str, Capture]) -> 
     """A file in "files" becomes an attachment with name, type, size and url but no blob hash."""
     assert captures["general/2024-03-01.json#4"].record["attachments"] == [{
         "name": "q1-report.pdf", "content_type": "application/pdf", "size": 48213, "sha256": None,
-        "url": "https://files.slack.com/files-pri/T0STRONG-F01REPORT/q1-report.pdf"}]
+        "url": "https://files.slack.com/files-pri/T0STRONG-F01REPORT/q1-report.pdf", "text": None}]
 
 
 def test_legacy_file_comment_uses_comment_author_and_file(captures: dict[str, Capture]) -> None:

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup up down status test unit demo bench clean
+.PHONY: setup system up down status test unit demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -13,6 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+system:
+	infra/local/system-packages
 
 up:
 	infra/local/up
@@ -23,7 +26,7 @@ down:
 status:
 	infra/local/status
 
-test: setup up
+test: setup system up
 	$(BIN)/python -m pytest
 
 unit: setup

@@ -4,7 +4,8 @@
 prints its message, never a traceback or locals (settings hold credentials). Exit codes:
 2 bad input or config, 3 a service unreachable, 4 records not acknowledged, 5 integrity,
 1 any other strongroom error, 70 a bug (set STRONGROOM_DEBUG=1 for its traceback).
-About 340 lines: every command's signature and help live here, their work in the modules they import.
+The core commands' signatures and help live here, their work in the modules they import; command
+groups of one capability (journaling, export, retention, ...) live in strongroom/commands/.
 """
 
 from __future__ import annotations
@@ -304,6 +305,12 @@ def demo(ctx: typer.Context, workdir: Path = typer.Option(Path(".strongroom/demo
     from strongroom.demo import run_demo
 
     run_demo(settings_of(ctx), workdir)
+
+
+# Command groups in modules of their own (strongroom/commands/), declared on the apps above.
+from strongroom.commands import load_all as _load_command_modules  # noqa: E402
+
+_load_command_modules()
 
 
 # -- the one place errors become exit codes ---------------------------------------------------

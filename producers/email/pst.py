@@ -55,7 +55,7 @@ def readpst_path() -> str:
 
 
 class PstSource:
-    """The messages of one PST, as Captures (see the module docstring); `iter()` gives the raw items."""
+    """The messages of one PST, as Captures (see the module docstring), in folder order."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -77,27 +77,33 @@ class PstSource:
                                       capture_output=True, check=False)
             except OSError as exc:
                 raise InputError(f"{self.path}: readpst could not run: {exc.strerror or exc}.") from exc
-            first = True
-            for folder, label, file in readpst_output(Path(out)):
-                position = f"{folder}:{label}"
-                raw = file.read_bytes()
-                if file.suffix.lower() in ("", ".eml"):
-                    capture = parse_email(raw, source=source, position=position)
-                else:
-                    capture = quarantined(raw, source, position,
-                                          f"readpst wrote a {file.suffix} item here, not an email message")
-                record = capture.record
-                record["workspace"] = folder.split("/", 1)[0] or None
-                record["headers"].append({"name": CONTAINER_HEADER, "value": container_sha})
-                record["flags"].append("derived-raw:readpst")
-                if first:  # the handed-over file, stored once, with the first record pointing at it
-                    capture.blobs[container_sha] = container
-                    first = False
-                yield capture
+            yield from captures_from_output(Path(out), source, container, container_sha)
             if done.returncode != 0:
                 message = " ".join((done.stderr or done.stdout).decode("utf-8", "replace").split())
                 yield quarantined(container, source, "pst",
                                   f"readpst failed (exit {done.returncode}): {message[:300] or 'no message'}")
+
+
+def captures_from_output(root: Path, source: str, container: bytes, container_sha: str) -> Iterator[Capture]:
+    """The Captures of the message files readpst wrote below `root`, each naming the PST;
+    the first one also carries the PST's bytes as a blob."""
+    first = True
+    for folder, label, file in readpst_output(root):
+        position = f"{folder}:{label}"
+        raw = file.read_bytes()
+        if file.suffix.lower() in ("", ".eml"):
+            capture = parse_email(raw, source=source, position=position)
+        else:
+            capture = quarantined(raw, source, position,
+                                  f"readpst wrote a {file.suffix} item here, not an email message")
+        record = capture.record
+        record["workspace"] = folder.split("/", 1)[0] or None
+        record["headers"].append({"name": CONTAINER_HEADER, "value": container_sha})
+        record["flags"].append("derived-raw:readpst")
+        if first:  # the handed-over file, stored once, with the first record pointing at it
+            capture.blobs[container_sha] = container
+            first = False
+        yield capture
 
 
 def readpst_output(root: Path) -> Iterator[tuple[str, str, Path]]:

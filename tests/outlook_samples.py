@@ -187,6 +187,7 @@ class Message:
     sender_address: str
     body: str | None = None
     html: bytes | None = None
+    rtf_compressed: bytes | None = None  # PR_RTF_COMPRESSED, as compressed_rtf.compress writes it
     submit_time: datetime | None = None
     delivery_time: datetime | None = None
     message_id: str | None = None
@@ -236,6 +237,7 @@ def _message_streams(msg: Message, embedded: bool) -> dict[str, object]:
         (0x0E07, PT_LONG, 1 if embedded else 9),  # PR_MESSAGE_FLAGS: read (and unsent for a draft)
     ]
     optional = [(0x5D01, PT_UNICODE, msg.sender_smtp), (0x1000, PT_UNICODE, msg.body), (0x1013, PT_BINARY, msg.html),
+                (0x1009, PT_BINARY, msg.rtf_compressed),
                 (0x0039, PT_SYSTIME, msg.submit_time), (0x0E06, PT_SYSTIME, msg.delivery_time),
                 (0x1035, PT_UNICODE, msg.message_id), (0x1042, PT_UNICODE, msg.in_reply_to),
                 (0x1039, PT_UNICODE, msg.references), (0x007D, PT_UNICODE, msg.transport_headers)]

@@ -34,7 +34,8 @@ from typing import Any
 from producers.capture import Capture
 from producers.email.formats import OLE_MAGIC
 from producers.email.mime import decode_text, html_to_text, parse_email
-from schemas.records import email_content_digest, email_uid, sha256_hex
+from producers.email.rtf import rtf_to_text
+from schemas.records import email_content_digest, email_uid, normalize_message_id, participant, sha256_hex
 
 MSG_CONTENT_TYPE = "application/vnd.ms-outlook"
 # Below this a compound file cannot hold a header, a FAT and a directory; olefile would also take
@@ -121,6 +122,12 @@ def _build(msg: Any, raw: bytes, source: str, position: str, parent_uid: str | N
     if message_class:
         headers.append({"name": "X-Strongroom-Msg-Class", "value": message_class})
     record["headers"] = headers
+    if not composed:  # transport headers cut short by the client: the properties still know
+        if not record["sender"]["address"]:
+            name = _string(msg, "0C1A") or _string(msg, "0042")
+            address = _string(msg, "5D01") or _string(msg, "5D02") or _string(msg, "0C1F") or _string(msg, "0065")
+            record["sender"] = participant(name=name, address=address)
+        record["message_id"] = record["message_id"] or normalize_message_id(_string(msg, "1035"))
     record["body_text"] = _body(msg)
     blobs: dict[str, bytes] = {}
     embedded: list[tuple[Any, bytes, str]] = []
@@ -245,14 +252,15 @@ def _body(msg: Any) -> str | None:
         html = msg.getStream("__substg1.0_10130102")
     except Exception:  # noqa: BLE001
         html = None
-    if not html:
-        try:  # extract-msg de-encapsulates HTML from a compressed RTF body
-            html = msg.htmlBody
-        except Exception:  # noqa: BLE001 - a broken RTF body costs the body, not the message
-            html = None
     if html:
         text = html if isinstance(html, str) else decode_text(html, _html_charset(html))
         return html_to_text(text)
+    try:  # PR_RTF_COMPRESSED, decompressed by extract-msg
+        rtf = msg.rtfBody
+    except Exception:  # noqa: BLE001 - a broken RTF body costs the body, not the message
+        rtf = None
+    if rtf:
+        return rtf_to_text(rtf if isinstance(rtf, bytes) else str(rtf).encode("cp1252", "replace")) or None
     return plain.replace("\r\n", "\n") if plain else None
 
 

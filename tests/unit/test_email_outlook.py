@@ -127,6 +127,26 @@ def test_msg_with_other_content_gets_another_identity() -> None:
     assert first != second
 
 
+def test_rtf_only_msg_body_is_read_as_text() -> None:
+    """A .msg whose only body is compressed RTF gets that RTF's text as body_text."""
+    import compressed_rtf
+
+    rtf = rb"{\rtf1\ansi\ansicpg1252{\fonttbl{\f0 Arial;}}\f0 Native RTF body\par caf\'e9 au lait}"
+    data = msg_file(Message(subject="r", sender_name="A", sender_address="a@x.example", submit_time=SENT,
+                            rtf_compressed=compressed_rtf.compress(rtf, compressed=True)))
+    [capture] = parse_msg(data, source="r", position="r")
+    assert capture.record["body_text"] == "Native RTF body\ncafé au lait"
+
+
+def test_msg_transport_headers_without_sender_fall_back_to_properties() -> None:
+    """Transport headers missing From and Message-ID are completed from the sender and id properties."""
+    data = msg_file(Message(subject="t", sender_name="Ann", sender_address="ann@x.example", body="b",
+                            message_id="<t1@x.example>", transport_headers="Subject: t\r\nTo: b@x.example\r\n"))
+    rec = parse_msg(data, source="t", position="t")[0].record
+    assert (rec["sender"]["address"], rec["message_id"]) == ("ann@x.example", "t1@x.example")
+    assert [h["name"] for h in rec["headers"]][:2] == ["Subject", "To"]
+
+
 @pytest.mark.parametrize(("name", "data", "reason"), [
     ("empty", b"", "not an OLE compound file"),
     ("text", b"From: a@b.example\n\nnot a msg\n" * 100, "not an OLE compound file"),

@@ -44,8 +44,8 @@ _MIN_CFB_SIZE = 1536
 _MAX_EMBEDDING = 20  # embedded messages inside embedded messages: real mail goes 2-3 deep
 _SENT_AT_SOURCE = "X-Strongroom-Sent-At-Source"
 _ROLES = {1: "To", 2: "Cc", 3: "Bcc"}
-# extract-msg logs at CRITICAL about files it tolerates; the parse_error says what matters.
-logging.getLogger("extract_msg").setLevel(logging.ERROR + 10)
+# extract-msg logs at CRITICAL even about files it tolerates; parse_error and flags say what matters.
+logging.getLogger("extract_msg").setLevel(logging.CRITICAL + 1)
 
 
 def is_msg(raw: bytes) -> bool:
@@ -64,11 +64,13 @@ def parse_msg(raw: bytes, *, source: str, position: str) -> list[Capture]:
         return [quarantined(raw, source, position, f"not a readable Outlook .msg: {_reason(exc)}")]
     if not hasattr(msg, "recipients"):  # a contact, a task, a note: an Outlook item, not mail
         try:
-            kind = msg.classType or "no message class"
+            kind = msg.classType
         except Exception:  # noqa: BLE001 - damaged enough to have no readable class either
-            kind = "no readable message class"
+            kind = None
         msg.close()
-        return [quarantined(raw, source, position, f"an Outlook item ({kind}), not a message")]
+        reason = (f"an Outlook item of class {kind}, not a message" if kind else
+                  "no readable message class: a damaged or truncated .msg, or another kind of OLE file")
+        return [quarantined(raw, source, position, reason)]
     try:
         out: list[Capture] = []
         _build(msg, raw, source, position, None, out, depth=0)
@@ -280,10 +282,17 @@ def _attachments(msg: Any, blobs: dict[str, bytes], embedded: list[tuple[Any, by
     found = []
     for index, att in enumerate(msg.attachments):
         name = _att_name(att) or f"attachment-{index}"
-        data = getattr(att, "data", None)
-        if data is not None and hasattr(data, "exportBytes"):  # an embedded message
-            payload = data.exportBytes()
-            embedded.append((data, payload, name))
+        try:
+            data = att.data
+            if data is not None and hasattr(data, "exportBytes"):  # an embedded message
+                data = (data, data.exportBytes())
+        except Exception as exc:  # noqa: BLE001 - one damaged attachment must not cost the message
+            flags.append(f"msg-attachment-unreadable:{name}: {_reason(exc)[:200]}")
+            found.append(attachment("application/octet-stream", name=name))
+            continue
+        if isinstance(data, tuple):
+            payload = data[1]
+            embedded.append((data[0], payload, name))
             content_type = MSG_CONTENT_TYPE
             if not name.lower().endswith(".msg"):
                 name = f"{name}.msg"

@@ -151,7 +151,7 @@ def test_msg_transport_headers_without_sender_fall_back_to_properties() -> None:
     ("empty", b"", "not an OLE compound file"),
     ("text", b"From: a@b.example\n\nnot a msg\n" * 100, "not an OLE compound file"),
     ("truncated", None, ""),
-    ("not-a-message", compound_file({"WordDocument": b"\x00" * 600}), "not a message"),
+    ("not-a-message", compound_file({"WordDocument": b"\x00" * 600}), "no readable message class"),
     ("random-after-magic", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + os.urandom(4000), ""),
 ])
 def test_damaged_msg_is_quarantined_with_its_bytes(name: str, data: bytes | None, reason: str) -> None:
@@ -164,6 +164,15 @@ def test_damaged_msg_is_quarantined_with_its_bytes(name: str, data: bytes | None
     assert found[0].record["message_uid"] == "em-raw-" + _sha(data)[:40]
     assert reason in found[0].record["parse_error"]
     assert_fits_schema(found)
+
+
+def test_msg_with_a_damaged_attachment_keeps_the_message() -> None:
+    """A .msg cut inside its embedded message is still read; the lost attachment is named in flags."""
+    data = (OUTLOOK / "sent.msg").read_bytes()[:12000]
+    [capture] = parse_msg(data, source="cut", position="cut")
+    assert capture.record["parse_status"] == "ok" and capture.raw == data
+    assert capture.record["subject"] == "Fwd: Board minutes — vertraulich"
+    assert capture.record["flags"][0].startswith("msg-attachment-unreadable:")
 
 
 # --- detection -----------------------------------------------------------------------------

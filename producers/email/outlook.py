@@ -92,7 +92,7 @@ def quarantined(raw: bytes, source: str, position: str, reason: str) -> Capture:
     capture = parse_email(b"", source=source, position=position)
     sha = sha256_hex(raw)
     capture.raw = raw
-    capture.record.update(raw_sha256=sha, raw_size=len(raw), message_uid="em-raw-" + sha[:40], parse_error=reason)
+    capture.record.update(raw_sha256=sha, raw_size=len(raw), message_uid="em-raw-" + sha[:40], parse_error=reason[:1000])
     return capture
 
 

@@ -20,7 +20,8 @@ import pytest
 from producers.email import EmailFormat, captures, detect_format
 from producers.email.mime import parse_email
 from producers.email.outlook import parse_msg
-from producers.email.pst import CONTAINER_HEADER, PstSource, captures_from_output, readpst_output
+from producers.email.pst import (CONTAINER_HEADER, PstSource, captures_from_output, count_problem, libpff_count,
+                                 readpst_output, readpst_problem)
 from producers.email.rtf import rtf_to_text
 from producers.email.tnef import structure_damage
 from strongroom.errors import InputError
@@ -294,7 +295,9 @@ def test_corrupt_pst_is_one_quarantined_item_with_readpst_reason(tmp_path: Path)
         rec = capture.record
         assert rec["parse_status"] == "quarantined"
         assert capture.raw == data and rec["raw_sha256"] == _sha(data)
-        assert rec["parse_error"].startswith("readpst failed (exit 1): Error opening File")
+        assert rec["parse_error"].startswith("readpst failed (exit 1): Error opening File; "
+                                             "the number of items could not be checked: libpff could not read the PST")
+        assert rec["parse_error"].endswith("the PST is kept as this item's raw")
         assert (rec["source"], rec["source_position"]) == (str(pst), "pst")
         assert_fits_schema([capture])
 
@@ -333,7 +336,7 @@ def test_readpst_output_becomes_records_naming_the_pst(tmp_path: Path) -> None:
         ("Outlook Data File/Calendar:1", "quarantined"), ("Outlook Data File/Inbox:1", "ok"),
         ("Outlook Data File/Inbox:2", "ok"), ("Outlook Data File/Inbox:10", "ok"),
         ("Outlook Data File/Sent Items:1", "ok")]
-    assert "readpst wrote a .ics item" in found[0].record["parse_error"]
+    assert found[0].record["parse_error"] == "not an email message: readpst wrote a calendar or journal item here"
     assert found[0].blobs == {_sha(pst): pst} and all(not c.blobs for c in found[1:])
     for capture in found:
         assert capture.record["workspace"] == "Outlook Data File"
@@ -342,3 +345,28 @@ def test_readpst_output_becomes_records_naming_the_pst(tmp_path: Path) -> None:
         assert "derived-raw:readpst" in capture.record["flags"]
     assert found[3].record["subject"] == "m10"
     assert_fits_schema(found)
+
+
+def test_items_readpst_skips_are_reported() -> None:
+    """readpst exits 0 when it cannot read some items; its folder summaries still say so."""
+    # readpst 0.6.76's output on a PST with damaged blocks (made with a PST writer elsewhere).
+    stdout = (b'Opening PST file and indexes...\nProcessing Folder "Deleted Items"\nProcessing Folder "Inbox"\n'
+              b'Processing Folder "Projects"\n\t"Projects" - 1 items done, 0 items skipped.\n'
+              b'\t"Inbox" - 2 items done, 1 items skipped.\n\t"Personal folders" - 3 items done, 1 items skipped.\n')
+    assert readpst_problem(0, stdout, b"") == ("readpst skipped 2 items it could not read (Inbox: 1, Personal "
+                                               "folders: 1)")
+    assert readpst_problem(0, stdout.replace(b"1 items skipped", b"0 items skipped"), b"") is None
+    assert readpst_problem(1, b"Opening PST file and indexes...\nError opening File\n", b"") == (
+        "readpst failed (exit 1): Error opening File")
+
+
+def test_libpff_count_checks_what_readpst_wrote(tmp_path: Path) -> None:
+    """Fewer items written than libpff counts is a loss; libpff failing on a file says why."""
+    assert count_problem(3, 5, None) == "readpst wrote 3 items, libpff counts 5 in the PST"
+    assert count_problem(6, 5, None) is None  # readpst also recovers deleted items
+    assert count_problem(5, 5, None) is None
+    garbage = tmp_path / "garbage.pst"
+    garbage.write_bytes(b"!BDN" + bytes(1000))
+    counted, why = libpff_count(garbage)
+    assert counted is None and "unable to open file" in why
+    assert "libpff could not read the PST (pypff_file_open" in count_problem(0, counted, why)

@@ -35,6 +35,7 @@ from producers.capture import Capture
 from producers.email.formats import OLE_MAGIC
 from producers.email.mime import decode_text, html_to_text, parse_email
 from producers.email.rtf import rtf_to_text
+from producers.email.tnef import expand_tnef
 from schemas.records import email_content_digest, email_uid, normalize_message_id, participant, sha256_hex
 
 MSG_CONTENT_TYPE = "application/vnd.ms-outlook"
@@ -134,6 +135,7 @@ def _build(msg: Any, raw: bytes, source: str, position: str, parent_uid: str | N
     blobs: dict[str, bytes] = {}
     embedded: list[tuple[Any, bytes, str]] = []
     record["attachments"] = _attachments(msg, blobs, embedded, record["flags"])
+    expand_tnef(record, blobs)  # a winmail.dat attached to a .msg, as in MIME mail
     if depth:
         record["flags"].append("derived-raw:embedded-msg")
     date = record["sent_at"] if sent_at_source != "ingest-time" else None

@@ -167,6 +167,21 @@ def test_damaged_msg_is_quarantined_with_its_bytes(name: str, data: bytes | None
     assert_fits_schema(found)
 
 
+def test_msg_exchange_addresses_and_winmail_attachment() -> None:
+    """Exchange-only addresses are kept as they are; a winmail.dat attached to a .msg is expanded too."""
+    data = msg_file(Message(
+        subject="ex", sender_name="Ex User", sender_address="/O=NW/OU=EXCHANGE/CN=RECIPIENTS/CN=EXUSER",
+        sender_addrtype="EX", body="hi", submit_time=SENT, recipients=[Recipient(1, "Other", "/O=NW/CN=OTHER", "EX")],
+        attachments=[Attachment("winmail.dat", tnef_file("s", "b", [("in.txt", b"x")]), "application/ms-tnef")]))
+    capture = parse_msg(data, source="x", position="x")[0]
+    rec = capture.record
+    assert rec["sender"]["address"] == "/o=nw/ou=exchange/cn=recipients/cn=exuser"
+    assert [(r["role"], r["address"]) for r in rec["recipients"]] == [("to", "/o=nw/cn=other")]
+    assert [a["name"] for a in rec["attachments"]] == ["winmail.dat", "in.txt"]
+    assert rec["message_uid"] == "em-raw-" + _sha(data)[:40]  # no Message-ID: the file's hash, as for MIME
+    _assert_blobs_complete(capture)
+
+
 def test_msg_with_a_damaged_attachment_keeps_the_message() -> None:
     """A .msg cut inside its embedded message is still read; the lost attachment is named in flags."""
     data = (OUTLOOK / "sent.msg").read_bytes()[:12000]

@@ -92,8 +92,8 @@ def _run_ingest(ctx: typer.Context, kind: str, captures, report: Optional[Path])
 
 @ingest_app.command("email")
 def ingest_email(ctx: typer.Context,
-                 paths: list[Path] = typer.Argument(..., help="mbox files, Maildirs, .eml files or folders of .eml."),
-                 format: Optional[str] = typer.Option(None, "--format", help="mbox, maildir, eml or emldir (default: detected)."),
+                 paths: list[Path] = typer.Argument(..., help="mbox files, Maildirs, .eml or Outlook .msg files, folders of them, or PST files."),
+                 format: Optional[str] = typer.Option(None, "--format", help="mbox, maildir, eml, emldir, msg or pst (default: detected)."),
                  report: Optional[Path] = typer.Option(None, "--report", help="Write one JSON line per input item here.")):
     """Ingest email: originals and attachments to the blob store, one record each to Kafka."""
     from producers.email import captures

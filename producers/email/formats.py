@@ -1,14 +1,20 @@
-"""Which kind of email input a path is: one .eml file, a directory of .eml files, a Maildir, or an mbox.
+"""Which kind of email input a path is: one .eml or Outlook .msg file, an Outlook PST, a directory of
+.eml/.msg files, a Maildir, or an mbox.
 
 Detection looks at the path and at most the first few KiB of one file, never at a whole mailbox:
 
+- a regular file starting with the OLE compound file magic (D0 CF 11 E0 A1 B1 1A E1), or named
+  ``*.msg``, is an Outlook message (msg); one starting with ``!BDN``, or named ``*.pst``/``*.ost``,
+  is an Outlook data file (pst). The name counts so that an empty or truncated file handed over
+  as one is still accounted for as one quarantined item;
 - a regular file whose first line (after an optional UTF-8 BOM) starts with ``From `` is an mbox;
 - a regular file whose first line is a header field (``Name: value``) is a single message (eml);
 - an empty file is an mbox with zero messages, unless it is named ``*.eml`` (then it is a message,
   so the empty input is still accounted for as one quarantined item);
 - a directory with ``cur/`` or ``new/`` is a Maildir; so is a tree holding such folders
   (Maildir++ ``.Folder`` subdirectories, or one Maildir per subdirectory);
-- any other directory holding ``*.eml`` files somewhere below it is an eml directory.
+- any other directory holding ``*.eml`` or ``*.msg`` files somewhere below it is an eml directory
+  (both kinds are read from it; a file's content decides how it is parsed).
 
 An explicit format (``--format``) skips the sniffing but still checks that the path is a file or a
 directory as that format needs. Every failure is an InputError naming the path.
@@ -38,9 +44,14 @@ class EmailFormat(str, Enum):
     MAILDIR = "maildir"
     EML = "eml"
     EMLDIR = "emldir"
+    MSG = "msg"
+    PST = "pst"
 
 
-_FILE_FORMATS = (EmailFormat.MBOX, EmailFormat.EML)
+_FILE_FORMATS = (EmailFormat.MBOX, EmailFormat.EML, EmailFormat.MSG, EmailFormat.PST)
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+PST_MAGIC = b"!BDN"
+MESSAGE_SUFFIXES = (".eml", ".msg")
 
 
 def detect_format(path: str | os.PathLike[str], override: str | None = None) -> EmailFormat:
@@ -76,7 +87,12 @@ def _sniff_file(target: Path) -> EmailFormat:
             head = fh.read(_SNIFF_BYTES)
     except OSError as exc:
         raise InputError(f"{target} cannot be read: {exc.strerror or exc}.") from exc
-    is_eml_name = target.suffix.lower() == ".eml"
+    suffix = target.suffix.lower()
+    if head.startswith(OLE_MAGIC) or (suffix == ".msg" and not head.startswith(PST_MAGIC)):
+        return EmailFormat.MSG
+    if head.startswith(PST_MAGIC) or suffix in (".pst", ".ost"):
+        return EmailFormat.PST
+    is_eml_name = suffix == ".eml"
     if head.startswith(_BOM):
         head = head[len(_BOM):]
     if head.lstrip(b"\r\n").startswith(b"From "):
@@ -102,6 +118,6 @@ def _sniff_directory(target: Path) -> EmailFormat:
         dirnames.sort()  # the same tree always gives the same answer
         if _has_maildir_subdirs(dirnames):
             return EmailFormat.MAILDIR
-        if any(name.lower().endswith(".eml") and not name.startswith(".") for name in filenames):
+        if any(name.lower().endswith(MESSAGE_SUFFIXES) and not name.startswith(".") for name in filenames):
             return EmailFormat.EMLDIR
-    raise InputError(f"{target} holds no Maildir (cur/, new/) and no .eml files.")
+    raise InputError(f"{target} holds no Maildir (cur/, new/) and no .eml or .msg files.")

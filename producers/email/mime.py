@@ -47,6 +47,7 @@ from typing import Any
 
 from producers.capture import Capture
 from producers.email.formats import HEADER_FIELD
+from producers.email.tnef import expand_tnef
 from schemas.records import (EMAIL_TOPIC_KIND, attachment, email_content_digest, email_uid, new_record,
                              normalize_message_id, participant, recipient, sha256_hex)
 
@@ -144,6 +145,7 @@ def _parse(raw: bytes, base: dict[str, Any], found: dict[str, Any], blobs: dict[
     found["headers"] = [*headers, {"name": _SENT_AT_SOURCE, "value": sent_at_source}]
     record = new_record(**base, **found, message_uid="", sent_at=sent_at,
                         body_text=_clean(body) if body is not None else None, attachments=attachments)
+    expand_tnef(record, blobs)  # winmail.dat: its files become attachments too (tnef.py)
     record["message_uid"] = email_uid(message_id, address, header_date, base["raw_sha256"],
                                       email_content_digest(record))
     return record

@@ -1,4 +1,7 @@
-"""Email sources: iterate the raw messages of an mbox, a Maildir, one .eml file or a tree of them.
+"""Email sources: iterate the raw messages of an mbox, a Maildir, one .eml or .msg file or a tree of them.
+
+(A PST is the exception: PstSource in pst.py yields Captures, since readpst's output needs the
+PST's own bytes and folder attached; `producers.email.captures` handles both.)
 
 Each source yields RawMessage(path, position, raw, from_line_date) in a deterministic order:
 `path` is the source as given, `position` says where inside it the message is, `raw` is the
@@ -19,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from producers.email.formats import HEADER_FIELD, EmailFormat, detect_format
+from producers.email.formats import HEADER_FIELD, MESSAGE_SUFFIXES, EmailFormat, detect_format
 from strongroom.errors import InputError
 
 _BOM = b"\xef\xbb\xbf"
@@ -49,8 +52,12 @@ class EmailSource(Protocol):
 def open_source(path: str | os.PathLike[str], format: str | None = None) -> EmailSource:
     """The source for `path`, detecting its format unless `format` (an EmailFormat value) is given."""
     fmt = detect_format(path, format)
+    if fmt is EmailFormat.PST:
+        from producers.email.pst import PstSource
+
+        return PstSource(Path(path))  # type: ignore[return-value]
     sources = {EmailFormat.MBOX: MboxSource, EmailFormat.MAILDIR: MaildirSource,
-               EmailFormat.EML: EmlFileSource, EmailFormat.EMLDIR: EmlDirSource}
+               EmailFormat.EML: EmlFileSource, EmailFormat.EMLDIR: EmlDirSource, EmailFormat.MSG: EmlFileSource}
     if fmt is EmailFormat.EMLDIR and format:
         # The user said this folder holds messages: every file is one, whatever its name
         # (.raw, .msg.txt, no extension), rather than silently reading none of them.
@@ -208,7 +215,7 @@ class MaildirSource:
 
 
 class EmlDirSource:
-    """Every *.eml file below a directory (every file, with `every_file`): a folder's files in
+    """Every *.eml and *.msg file below a directory (every file, with `every_file`): a folder's files in
     name order, then its subfolders in name order. Hidden files and folders are skipped;
     `position` is the path relative to the root."""
 
@@ -220,13 +227,13 @@ class EmlDirSource:
         for folder, dirnames, filenames in os.walk(self.path):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if (self.every_file or name.lower().endswith(".eml")) and not name.startswith("."):
+                if (self.every_file or name.lower().endswith(MESSAGE_SUFFIXES)) and not name.startswith("."):
                     file = Path(folder) / name
                     yield RawMessage(str(self.path), file.relative_to(self.path).as_posix(), _read(file))
 
 
 class EmlFileSource:
-    """One message file; `position` is its file name."""
+    """One message file (.eml or .msg); `position` is its file name."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -96,8 +96,8 @@ def test_override_is_accepted_case_insensitively() -> None:
 
 def test_override_unknown_format_is_refused() -> None:
     """An unknown --format value is an InputError listing the valid ones."""
-    with pytest.raises(InputError, match="Unknown email format 'pst'.*mbox, maildir, eml, emldir"):
-        detect_format(MBOX, "pst")
+    with pytest.raises(InputError, match="Unknown email format 'mh'.*mbox, maildir, eml, emldir, msg, pst"):
+        detect_format(MBOX, "mh")
 
 
 def test_override_must_fit_file_or_directory() -> None:

@@ -82,12 +82,12 @@ class Snapshot:
         if self.edited:
             version = _text_version(self.fields["sent_at"], self.edited_at, TIMELESS_EDIT, taken)
             events.append(self._capture("edited", version, self.edited_at, self.text, flags + _timeless(self.edited_at),
-                                        f"{self.position}/edited", sender=self.editor))
+                                        self._position(events, "edited"), sender=self.editor))
         if self.deleted:
             version = _text_version(self.fields["sent_at"], self.deleted_at, TIMELESS_DELETE, taken)
             # The last text known is kept, so a deleted message is still found by search.
             events.append(self._capture("deleted", version, self.deleted_at, self.text,
-                                        flags + _timeless(self.deleted_at), f"{self.position}/deleted"))
+                                        flags + _timeless(self.deleted_at), self._position(events, "deleted")))
         author = self.fields["sender"]
         seen: set[tuple[str, str, str]] = set()
         for reaction in self.reactions:
@@ -103,6 +103,10 @@ class Snapshot:
                 sender=reaction.user, recipients=[recipient("to", author["user_id"], author["name"], author["address"])],
                 attachments=[]))
         return events
+
+    def _position(self, events: list[Capture], event: str) -> str:
+        # The first event of an item takes the item's own position, so every input item is reported.
+        return f"{self.position}/{event}" if events else self.position
 
     def _capture(self, event_type: str, version: int, at: datetime | None, text: str | None, flags: list[str],
                  position: str, **overrides: Any) -> Capture:

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 from producers.capture import Capture
 from producers.chat import canonical_json, json_type, quarantined
 from producers.chat.html_text import html_to_text
-from producers.chat.snapshot import FLAG_BOT, FLAG_SYSTEM, FLAG_THREAD_REPLY, Reaction, Snapshot
+from producers.chat.snapshot import FLAG_BOT, FLAG_SYSTEM, FLAG_TEXT_UNAVAILABLE, FLAG_THREAD_REPLY, Reaction, Snapshot
 from schemas.records import attachment, chat_uid, participant, recipient
 from strongroom.errors import InputError
 
@@ -93,10 +93,24 @@ class TeamsSource:
                 self.people[user_id] = (_s(user.get("displayname")), email if email and "@" in email else None)
 
     def __iter__(self) -> Iterator[Capture]:
+        # Graph messages do not list a chat's members: those seen writing in it stand in for them.
+        self.chat_members: dict[str, dict[str, dict[str, Any]]] = {}
         for file in self.files:
-            yield from self._file(file)
+            for _, item, _context in self._items(file):
+                m = lower_keys(item) if isinstance(item, dict) else {}
+                for message in [m, *map(_dict, _list(m.get("replies")))]:
+                    user = _dict(_dict(message.get("from")).get("user"))
+                    if _s(message.get("chatid")) and _s(user.get("id")):
+                        self.chat_members.setdefault(message["chatid"], {})[user["id"]] = self._person(user)
+        for file in self.files:
+            for position, item, context in self._items(file):
+                if isinstance(item, Capture):
+                    yield item
+                else:
+                    yield from self._item(item, position, context)
 
-    def _file(self, file: Path) -> Iterator[Capture]:
+    def _items(self, file: Path) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+        """(position, message object, context) per item of a file; a quarantined Capture for what is not JSON."""
         where = file.relative_to(self.root).as_posix() if file != self.root else file.name
         data = file.read_bytes()
         team = _TEAM_OF_FILE.fullmatch(file.name)
@@ -108,12 +122,12 @@ class TeamsSource:
             whole = None
             if not _json_lines(lines):
                 # A cut-off or garbled file is kept whole rather than as many broken lines.
-                yield quarantined(platform=PLATFORM, source=self.source, position=where, raw=data,
-                                  error=f"{where} is neither JSON nor JSON lines: {exc}", sent_at=_now())
+                yield where, quarantined(platform=PLATFORM, source=self.source, position=where, raw=data,
+                                         error=f"{where} is neither JSON nor JSON lines: {exc}", sent_at=_now()), context
                 return
         if whole is not None:
             for index, item in enumerate(_messages(whole)):
-                yield from self._item(item, f"{where}#{index}", context)
+                yield f"{where}#{index}", item, context
             return
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -121,11 +135,12 @@ class TeamsSource:
             try:
                 parsed = json.loads(line.decode("utf-8-sig"))
             except (ValueError, RecursionError) as exc:
-                yield quarantined(platform=PLATFORM, source=self.source, position=f"{where}:{number}", raw=line,
-                                  error=f"{where} line {number} is not JSON: {exc}", sent_at=_now())
+                yield f"{where}:{number}", quarantined(
+                    platform=PLATFORM, source=self.source, position=f"{where}:{number}", raw=line,
+                    error=f"{where} line {number} is not JSON: {exc}", sent_at=_now()), context
                 continue
             for index, item in enumerate(_messages(parsed)):
-                yield from self._item(item, f"{where}:{number}#{index}", context)
+                yield f"{where}:{number}#{index}", item, context
 
     def _item(self, item: Any, position: str, context: dict[str, Any], root: dict[str, Any] | None = None
               ) -> Iterator[Capture]:
@@ -179,7 +194,10 @@ class TeamsSource:
             channel=self.channel_names.get(channel_id or "") or _s(m.get("chattopic")) or conversation,
             thread_id=thread, parent_uid=chat_uid(PLATFORM, workspace, conversation, thread) if thread else None,
             message_id=message_id, sent_at=sent_at, sender=sender, subject=_s(m.get("subject")),
-            recipients=self._mentions(m), attachments=[_attachment(a) for a in _list(m.get("attachments"))
+            recipients=self._mentions(m) + [
+                recipient("member", p["user_id"], p["name"], p["address"])
+                for uid, p in sorted(self.chat_members.get(chat_id or "", {}).items()) if uid != sender["user_id"]
+            ] if not channel_id else self._mentions(m), attachments=[_attachment(a) for a in _list(m.get("attachments"))
                                                       if isinstance(a, dict)],
             headers=headers, flags=flags,
         )
@@ -189,6 +207,8 @@ class TeamsSource:
                               self._person(_dict(_dict(r.get("user")).get("user")) or _dict(r.get("user"))),
                               _instant(r.get("createddatetime"), "reactions.createdDateTime"))
                      for r in _list(m.get("reactions")) if isinstance(r, dict)]
+        if deleted_at and not text:
+            flags.append(FLAG_TEXT_UNAVAILABLE)  # deleted and exported without its text
         return Snapshot(fields=fields, raw=raw, position=position, text=text[:_TEXT_CAP] or None,
                         edited=edited_at is not None, edited_at=edited_at, deleted=deleted_at is not None,
                         deleted_at=deleted_at, reactions=reactions)

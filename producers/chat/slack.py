@@ -130,6 +130,16 @@ class _ExportFiles:
             self._zip.close()
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where a day file's messages are: the export, the conversation, and texts before edits seen that day."""
+
+    files: _ExportFiles
+    conversation: Conversation
+    workspace: str
+    first_texts: dict[str | None, str | None]
+
+
 def _zip_prefix(names: list[str]) -> str:
     """Exports are zipped either flat or inside one top folder; find where channels.json & co sit."""
     if any(n in CONVERSATION_LISTS for n in names):
@@ -142,7 +152,6 @@ class SlackExportSource:
     """Iterate a Slack export as Captures: by conversation folder, then day file, then array order."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._first_texts: dict[str | None, str | None] = {}
         self.path = Path(path)
         self.source = os.fspath(path)
         if not self.path.exists():
@@ -225,16 +234,17 @@ class SlackExportSource:
             return
         # An edit event (message_changed) holds the text before the edit; the message itself, read
         # from the same day, then gets that text as its first version instead of none.
-        self._first_texts = {
+        first_texts = {
             _ts(m["message"].get("ts")): self._text(m["previous_message"], [])
             for m in messages if isinstance(m, dict) and m.get("subtype") == "message_changed"
             and isinstance(m.get("message"), dict) and isinstance(m.get("previous_message"), dict)
             and not m["previous_message"].get("edited")}
+        where = _Place(files, conversation, workspace, first_texts)
         for index, message in enumerate(messages):
             raw = canonical_json(message).encode("utf-8")
             at = f"{position}#{index}"
             try:
-                events = self._snapshot(message, conversation, workspace, at, raw, files).captures()
+                events = self._snapshot(message, where, at, raw).captures()
             # An export holds whatever its writer wrote: a surprising shape quarantines this one
             # message instead of stopping the archive run.
             except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
@@ -243,8 +253,7 @@ class SlackExportSource:
                 continue
             yield from events
 
-    def _snapshot(self, message: Any, conversation: Conversation, workspace: str, position: str,
-                  raw: bytes, files: _ExportFiles) -> Snapshot:
+    def _snapshot(self, message: Any, where: _Place, position: str, raw: bytes) -> Snapshot:
         """The message and what the export says happened to it: edit, deletion, reactions."""
         if not isinstance(message, dict):
             raise ValueError(f"entry is a JSON {json_type(message)}, not a message object")
@@ -255,7 +264,7 @@ class SlackExportSource:
         if subtype == "message_changed" and isinstance(message.get("message"), dict):
             # An edit event: the inner message is the new state, previous_message the one before.
             current, previous = message["message"], _dict(message.get("previous_message"))
-            snap = self._message(current, conversation, workspace, position, raw, files)
+            snap = self._message(current, where, position, raw)
             snap.edited, snap.edited_at = True, snap.edited_at or _sent_at(event_ts)
             return snap
         if subtype == "message_deleted":
@@ -263,12 +272,12 @@ class SlackExportSource:
             if not target:
                 raise ValueError("message_deleted has no deleted_ts")
             previous = _dict(message.get("previous_message"))
-            snap = self._message(previous | {"ts": target}, conversation, workspace, position, raw, files)
+            snap = self._message(previous | {"ts": target}, where, position, raw)
             snap.deleted, snap.deleted_at, snap.known = True, _sent_at(event_ts), bool(previous)
             if not previous:
                 snap.fields["flags"].append(FLAG_ORIGINAL_MISSING)
             return snap
-        snap = self._message(message, conversation, workspace, position, raw, files)
+        snap = self._message(message, where, position, raw)
         if subtype == "tombstone":
             # What Slack leaves of a deleted thread root that has replies: its text is gone.
             snap.text, snap.deleted = None, True
@@ -276,8 +285,8 @@ class SlackExportSource:
             snap.fields["flags"].append(FLAG_TEXT_UNAVAILABLE)
         return snap
 
-    def _message(self, message: dict[str, Any], conversation: Conversation, workspace: str, position: str,
-                 raw: bytes, files: _ExportFiles) -> Snapshot:
+    def _message(self, message: dict[str, Any], where: _Place, position: str, raw: bytes) -> Snapshot:
+        conversation, workspace = where.conversation, where.workspace
         ts = _ts(message.get("ts"))
         if not ts:
             raise ValueError("message has no ts")
@@ -294,7 +303,7 @@ class SlackExportSource:
             flags.append(FLAG_BOT)
         members = [self.people.get(uid) or Person(uid, None, None) for uid in conversation.members
                    if uid != sender["user_id"]]
-        attachments, blobs = self._files(message, conversation, files)
+        attachments, blobs = self._files(message, conversation, where.files)
         uid = chat_uid(PLATFORM, workspace, conversation.id, ts)
         fields = dict(
             message_uid=uid, platform=PLATFORM, source=self.source, workspace=workspace,
@@ -311,9 +320,9 @@ class SlackExportSource:
                      for user in _list(r.get("users")) if isinstance(user, str)]
         # A Slack export keeps only the latest text of an edited message: the first is lost
         # unless an edit event of the same day still holds it.
-        first_known = ts in self._first_texts
-        return Snapshot(first_text=self._first_texts.get(ts), first_known=first_known,fields=fields, raw=raw, position=position, text=text, edited=bool(edited),
-                        edited_at=_sent_at(_ts(edited.get("ts"))) if _ts(edited.get("ts")) else None,
+        return Snapshot(fields=fields, raw=raw, position=position, text=text, edited=bool(edited),
+                        edited_at=_edit_time(edited), first_text=where.first_texts.get(ts),
+                        first_known=ts in where.first_texts,
                         editor=participant(editor.user_id, editor.name, editor.email) if editor else None,
                         reactions=reactions, blobs=blobs)
 
@@ -429,6 +438,14 @@ def _headers(message: dict[str, Any]) -> list[dict[str, str]]:
         if value is not None:
             headers.append({"name": name, "value": value if isinstance(value, str) else canonical_json(value)})
     return headers
+
+
+def _edit_time(edited: dict[str, Any]) -> datetime | None:
+    """When an edit happened; a garbled edited.ts leaves the time unknown rather than losing the message."""
+    try:
+        return _sent_at(_ts(edited.get("ts")) or "")
+    except ValueError:
+        return None
 
 
 def _ts(found: Any) -> str | None:

@@ -44,11 +44,15 @@ TIMELESS_DELETE = REACTION_BASE - 1
 _LAST_TIMED = TIMELESS_EDIT - 1
 
 
+FLAG_REACTION_REMOVED = "reaction-removed"  # a reaction taken back: its own event, not a deletion
+
+
 @dataclass(frozen=True)
 class Reaction:
     name: str
     user: dict[str, Any]           # a participant()
     at: datetime | None = None
+    removed: bool = False          # at is when it was taken back
 
 
 @dataclass
@@ -92,16 +96,17 @@ class Snapshot:
         seen: set[tuple[str, str, str]] = set()
         for reaction in self.reactions:
             identity = (reaction.name, reaction.user.get("user_id") or reaction.user.get("name") or "",
-                        reaction.at.isoformat() if reaction.at else "")
+                        (reaction.at.isoformat() if reaction.at else "") + ("/removed" if reaction.removed else ""))
             if identity in seen:  # one person's one reaction, listed twice
                 continue
             seen.add(identity)
+            to = [recipient("to", author["user_id"], author["name"], author["address"])] if any(author.values()) else []
             events.append(self._capture(
                 "reaction", _reaction_version(*identity), reaction.at, reaction.name,
-                [f for f in flags if f == FLAG_THREAD_REPLY] + _timeless(reaction.at),
-                f"{self.position}/reaction/{reaction.name}/{identity[1]}" + (f"@{identity[2]}" if reaction.at else ""),
-                sender=reaction.user, recipients=[recipient("to", author["user_id"], author["name"], author["address"])],
-                attachments=[]))
+                [f for f in flags if f == FLAG_THREAD_REPLY] + _timeless(reaction.at)
+                + [FLAG_REACTION_REMOVED] * reaction.removed,
+                f"{self.position}/reaction/{reaction.name}/{identity[1]}" + (f"@{identity[2]}" if identity[2] else ""),
+                sender=reaction.user, recipients=to, attachments=[]))
         return events
 
     def _position(self, events: list[Capture], event: str) -> str:

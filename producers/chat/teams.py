@@ -11,7 +11,8 @@ Events (producers/chat/snapshot.py): `created`; `edited` at lastEditedDateTime (
 text is exported, so the created record has no text and the flag `original-text-unavailable`);
 `deleted` at deletedDateTime, keeping whatever text the export still holds; one `reaction` per
 reaction with its own time. Replies (replyToId, or a nested `replies` array) carry the root's
-thread; `from.application` is a bot; systemEventMessage (or an eventDetail) is a system message.
+thread; reactions taken back (messageHistory reactionRemoved) are reaction events flagged
+`reaction-removed`; `from.application` is a bot; systemEventMessage (or an eventDetail) is a system message.
 The raw original of every event is the canonical JSON of its message object as exported.
 """
 
@@ -203,15 +204,27 @@ class TeamsSource:
         )
         edited_at = _instant(m.get("lastediteddatetime"), "lastEditedDateTime")
         deleted_at = _instant(m.get("deleteddatetime"), "deletedDateTime")
-        reactions = [Reaction(_s(r.get("displayname")) or _s(r.get("reactiontype")) or "reaction",
-                              self._person(_dict(_dict(r.get("user")).get("user")) or _dict(r.get("user"))),
-                              _instant(r.get("createddatetime"), "reactions.createdDateTime"))
-                     for r in _list(m.get("reactions")) if isinstance(r, dict)]
+        reactions = [self._reaction(r, _instant(r.get("createddatetime"), "reactions.createdDateTime"))
+                     for r in map(_dict, _list(m.get("reactions"))) if r]
+        # messageHistory also holds reactions since taken back: each add, and each removal as its own event.
+        for item in map(_dict, _list(m.get("messagehistory"))):
+            actions, reaction = (_s(item.get("actions")) or "").lower(), _dict(item.get("reaction"))
+            if reaction and "reactionadded" in actions:
+                reactions.append(self._reaction(reaction, _instant(reaction.get("createddatetime"), "reaction time")))
+            if reaction and "reactionremoved" in actions:
+                reactions.append(self._reaction(reaction, _instant(item.get("modifieddatetime"), "messageHistory time"),
+                                                removed=True))
         if deleted_at and not text:
             flags.append(FLAG_TEXT_UNAVAILABLE)  # deleted and exported without its text
         return Snapshot(fields=fields, raw=raw, position=position, text=text[:_TEXT_CAP] or None,
                         edited=edited_at is not None, edited_at=edited_at, deleted=deleted_at is not None,
                         deleted_at=deleted_at, reactions=reactions)
+
+    def _reaction(self, r: dict[str, Any], at: datetime | None, removed: bool = False) -> Reaction:
+        kind = _s(r.get("reactiontype")) or "reaction"
+        # reactionType is the emoji (or like, heart, ...); a custom one is named only by displayName.
+        name = (_s(r.get("displayname")) or kind) if kind == "custom" else kind
+        return Reaction(name, self._person(_dict(_dict(r.get("user")).get("user")) or _dict(r.get("user"))), at, removed)
 
     def _person(self, user: dict[str, Any]) -> dict[str, Any]:
         user_id = _s(user.get("id"))

@@ -50,3 +50,11 @@ def test_deleted_keeps_last_text_and_unknown_original_is_flagged() -> None:
     records = [c.record for c in _snapshot(edited=True, edited_at=SENT, deleted=True, deleted_at=SENT).captures()]
     assert [(r["event_type"], r["body_text"], r["flags"]) for r in records] == [
         ("created", None, ["original-text-unavailable"]), ("edited", "now", []), ("deleted", "now", [])]
+
+
+def test_reaction_to_a_message_of_unknown_author_has_no_empty_recipient() -> None:
+    """When the author is unknown (a deletion-only item), a reaction names no blank 'to' recipient."""
+    snapshot = _snapshot(reactions=[Reaction("eyes", participant("U2", "Bo"))])
+    snapshot.fields["sender"] = participant()
+    reaction = [c.record for c in snapshot.captures() if c.record["event_type"] == "reaction"][0]
+    assert reaction["recipients"] == [] and reaction["sender"]["user_id"] == "U2"

@@ -131,3 +131,17 @@ def test_reread_gives_the_same_events() -> None:
     """Two passes give the same uids, versions and raws: a re-ingest adds nothing."""
     first = [(c.record["message_uid"], c.record["version"], c.raw) for c in SlackExportSource(EXPORT)]
     assert first == [(c.record["message_uid"], c.record["version"], c.raw) for c in SlackExportSource(EXPORT)]
+
+
+def test_garbled_edit_time_keeps_the_message_with_the_edit_time_unknown(tmp_path: Path) -> None:
+    """An `edited` whose ts is not a Slack timestamp still yields both versions; the edit's time is unknown."""
+    import shutil
+
+    from producers.chat.snapshot import TIMELESS_EDIT
+
+    export = Path(shutil.copytree(EXPORT, tmp_path / "export"))
+    (export / "deals" / "2026-11-09.json").write_text(
+        '[{"user": "U01ALICE", "text": "v2", "ts": "1794211200.000001", "edited": {"user": "U01ALICE", "ts": "soon"}}]')
+    found = [c.record for c in SlackExportSource(export) if c.position.startswith("deals/2026-11-09.json")]
+    assert [(r["event_type"], r["version"], r["body_text"], r["event_at"], r["flags"]) for r in found] == [
+        ("created", 1, None, None, ["original-text-unavailable"]), ("edited", TIMELESS_EDIT, "v2", None, ["time-unknown"])]

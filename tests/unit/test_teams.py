@@ -32,9 +32,9 @@ def _utc(text: str) -> datetime:
 
 
 def test_every_event_is_accounted_for(captures: dict[str, Capture]) -> None:
-    """11 messages, 2 broken lines: 11 created, 2 edits, 3 deletions, 4 reactions, 2 quarantined, all distinct."""
+    """11 messages, 2 broken lines: 11 created, 2 edits, 3 deletions, 6 reactions (one taken back), 2 quarantined."""
     assert Counter((c.record["event_type"], c.record["parse_status"]) for c in captures.values()) == {
-        ("created", "ok"): 11, ("edited", "ok"): 2, ("deleted", "ok"): 3, ("reaction", "ok"): 4,
+        ("created", "ok"): 11, ("edited", "ok"): 2, ("deleted", "ok"): 3, ("reaction", "ok"): 6,
         ("created", "quarantined"): 2}
     assert len({(c.record["message_uid"], c.record["version"]) for c in captures.values()}) == len(captures)
     assert_fits_schema(captures.values())
@@ -57,11 +57,14 @@ def test_edited_message_html_mentions_and_subject(captures: dict[str, Capture]) 
 
 
 def test_reactions_have_their_own_time_and_person(captures: dict[str, Capture]) -> None:
-    """Each reaction: its type as text, the reacting user (resolved by usersList.json) as sender, its time."""
-    reactions = sorted((c.record["body_text"], c.record["sender"]["address"], c.record["event_at"])
+    """Each reaction: its type as text, the reacting user (resolved by usersList.json) as sender, its time;
+    one taken back (messageHistory) is its add and its removal, the same one listed twice is one."""
+    reactions = sorted((c.record["event_at"], c.record["body_text"], c.record["sender"]["address"], c.record["flags"])
                        for p, c in captures.items() if p.startswith("channel-page.json#0/reaction/"))
-    assert reactions == [("heart", "zoe.mueller@northwind.example", _utc("2026-11-03T08:02:00")),
-                         ("like", "jose@contoso.example", _utc("2026-11-03T08:01:00"))]
+    assert reactions == [(_utc("2026-11-03T08:01:00"), "like", "jose@contoso.example", []),
+                         (_utc("2026-11-03T08:02:00"), "heart", "zoe.mueller@northwind.example", []),
+                         (_utc("2026-11-03T08:03:00"), "laugh", "zoe.mueller@northwind.example", []),
+                         (_utc("2026-11-03T08:04:00"), "laugh", "zoe.mueller@northwind.example", ["reaction-removed"])]
 
 
 def test_replies_nested_or_by_reply_to_id_point_at_the_root(captures: dict[str, Capture]) -> None:

@@ -23,8 +23,8 @@ which is stable across re-exports and re-reads of the same content.
 
 Memory: users and the conversation lists are held; messages are read one day file at a time.
 
-Longer than our usual ~300 lines: file access (folder or zip), people and channel lookups and
-Slack's markup are one format's concerns and change together.
+Longer than our usual ~300 lines: file access (folder or zip), people and channel lookups,
+Slack's markup and its history subtypes are one format's concerns and change together.
 """
 
 from __future__ import annotations

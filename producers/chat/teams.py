@@ -14,6 +14,9 @@ reaction with its own time. Replies (replyToId, or a nested `replies` array) car
 thread; reactions taken back (messageHistory reactionRemoved) are reaction events flagged
 `reaction-removed`; `from.application` is a bot; systemEventMessage (or an eventDetail) is a system message.
 The raw original of every event is the canonical JSON of its message object as exported.
+
+Longer than our usual ~300 lines: the two key spellings, the folder's directory files and the
+Graph fields (bodies, mentions, attachments, reactions, system events) are one format's concerns.
 """
 
 from __future__ import annotations
@@ -155,8 +158,8 @@ class TeamsSource:
             return
         yield from events
         # Graph's $expand=replies nests a root's replies inside it.
-        for index, reply in enumerate(_list(message.get("replies"))):
-            yield from self._item(item_of(item, "replies")[index], f"{position}/replies/{index}", context, message)
+        for index, reply in enumerate(_original(item, "replies")):
+            yield from self._item(reply, f"{position}/replies/{index}", context, message)
 
     def _snapshot(self, m: Any, position: str, raw: bytes, context: dict[str, Any],
                   root: dict[str, Any] | None) -> Snapshot:
@@ -195,11 +198,8 @@ class TeamsSource:
             channel=self.channel_names.get(channel_id or "") or _s(m.get("chattopic")) or conversation,
             thread_id=thread, parent_uid=chat_uid(PLATFORM, workspace, conversation, thread) if thread else None,
             message_id=message_id, sent_at=sent_at, sender=sender, subject=_s(m.get("subject")),
-            recipients=self._mentions(m) + [
-                recipient("member", p["user_id"], p["name"], p["address"])
-                for uid, p in sorted(self.chat_members.get(chat_id or "", {}).items()) if uid != sender["user_id"]
-            ] if not channel_id else self._mentions(m), attachments=[_attachment(a) for a in _list(m.get("attachments"))
-                                                      if isinstance(a, dict)],
+            recipients=self._mentions(m) + ([] if channel_id else self._members(chat_id, sender)),
+            attachments=[_attachment(a) for a in map(_dict, _list(m.get("attachments"))) if a],
             headers=headers, flags=flags,
         )
         edited_at = _instant(m.get("lastediteddatetime"), "lastEditedDateTime")
@@ -239,6 +239,12 @@ class TeamsSource:
             return participant(_s(app.get("id")), _s(app.get("displayname"))), [FLAG_BOT]
         return participant(), []
 
+    def _members(self, chat_id: str | None, sender: dict[str, Any]) -> list[dict[str, Any]]:
+        """Everyone else seen writing in a chat; channels name only their mentions."""
+        seen = self.chat_members.get(chat_id or "", {})
+        return [recipient("member", p["user_id"], p["name"], p["address"])
+                for uid, p in sorted(seen.items()) if uid != sender["user_id"]]
+
     def _mentions(self, m: dict[str, Any]) -> list[dict[str, Any]]:
         found = []
         for mention in _list(m.get("mentions")):
@@ -254,12 +260,10 @@ class TeamsSource:
         return found
 
 
-def item_of(item: Any, key: str) -> list[Any]:
-    """The original (not lower-cased) value of `key` in a message object, whatever its spelling."""
-    for name, value in item.items():
-        if name.lower() == key:
-            return value
-    return []
+def _original(item: dict[str, Any], key: str) -> list[Any]:
+    """The array under `key` in the message object as exported (keys in their own case), so each
+    reply keeps its exported spelling as its raw original."""
+    return next((_list(value) for name, value in item.items() if name.lower() == key), [])
 
 
 def _messages(value: Any) -> list[Any]:

@@ -344,4 +344,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m strongroom.cli` runs this file as __main__, a second copy of the module; the
+    # command groups in strongroom/commands/ register on the importable strongroom.cli, so run that.
+    from strongroom import cli
+
+    cli.main()

@@ -9,7 +9,9 @@ from strongroom.clients import opensearch_client
 from strongroom.config import Settings
 from strongroom.errors import InputError, SearchError
 
-COLUMNS = ["message_uid", "sent_at", "kind", "sender", "subject_or_channel", "snippet"]
+# event_type and event_at show a chat version for what it is: "deleted" at 2026-11-03T09:00 is
+# still found by its words, and says when it was deleted.
+COLUMNS = ["message_uid", "sent_at", "kind", "sender", "subject_or_channel", "snippet", "event_type", "event_at"]
 
 
 def _when(value: str | None, name: str) -> str | None:
@@ -65,5 +67,6 @@ def search(settings: Settings, text: str, limit: int = 20, **filters) -> tuple[l
         who = person.get("address") or person.get("name") or person.get("user_id")
         snippet = (marks.get("body_text") or marks.get("subject") or [(doc.get("body_text") or "")[:120]])[0]
         title = doc.get("subject") if doc.get("kind") == "email" else f"#{doc.get('channel')}"
-        rows.append((doc["message_uid"], doc["sent_at"], doc["kind"], who, title, " ".join(snippet.split())))
+        rows.append((doc["message_uid"], doc["sent_at"], doc["kind"], who, title, " ".join(snippet.split()),
+                     doc.get("event_type"), doc.get("event_at")))
     return COLUMNS, rows

@@ -23,7 +23,8 @@ MAPPINGS: dict[str, Any] = {
         "message_uid": _KEYWORD, "kind": _KEYWORD, "platform": _KEYWORD, "source": _KEYWORD,
         "workspace": _KEYWORD, "conversation_id": _KEYWORD, "channel": _KEYWORD, "thread_id": _KEYWORD,
         "parent_uid": _KEYWORD, "message_id": _KEYWORD, "event_type": _KEYWORD, "version": {"type": "integer"},
-        "sent_at": {"type": "date"}, "ingested_at": {"type": "date"},
+        "sent_at": {"type": "date"}, "event_at": {"type": "date"}, "ingested_at": {"type": "date"},
+        "flags": _KEYWORD,
         "sender": _PERSON,
         "recipients": {"properties": {"role": _KEYWORD, **_PERSON["properties"]}},
         "participants": _KEYWORD,
@@ -66,7 +67,7 @@ def document(record: dict[str, Any]) -> dict[str, Any]:
     people = [record["sender"], *record["recipients"]]
     doc["participants"] = sorted({value.lower() for person in people
                                   for value in (person.get("address"), person.get("user_id")) if value})
-    for field in ("sent_at", "ingested_at"):
+    for field in ("sent_at", "event_at", "ingested_at"):
         if doc.get(field) is not None:
             doc[field] = doc[field].isoformat()
     return doc

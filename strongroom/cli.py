@@ -109,7 +109,7 @@ def ingest_email(ctx: typer.Context,
 def ingest_slack(ctx: typer.Context,
                  path: Path = typer.Argument(..., help="A Slack workspace export: .zip or unpacked folder."),
                  report: Optional[Path] = typer.Option(None, "--report", help="Write one JSON line per input item here.")):
-    """Ingest a Slack workspace export, one chat record per message."""
+    """Ingest a Slack workspace export, one chat record per event (created, edited, deleted, reaction)."""
     from producers.chat.slack import SlackExportSource
 
     _run_ingest(ctx, "chat", iter(SlackExportSource(path)), report)
@@ -344,4 +344,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m strongroom.cli` runs this file as __main__, a second copy of the module; the
+    # command groups in strongroom/commands/ register on the importable strongroom.cli, so run that.
+    from strongroom import cli
+
+    cli.main()

@@ -54,7 +54,8 @@ def run_demo(settings: Settings, workdir: Path) -> None:
 
     _title("3. What was kept, per day (strongroom query)")
     _sql(settings, """SELECT CAST(sent_at AS DATE) AS day, count(*) FILTER (kind = 'email') AS emails,
-                             count(*) FILTER (kind = 'chat') AS chat_messages,
+                             count(*) FILTER (kind = 'chat' AND event_type = 'created') AS chat_messages,
+                             count(*) FILTER (kind = 'chat' AND event_type <> 'created') AS chat_edits_reactions,
                              count(*) FILTER (parse_status = 'quarantined') AS quarantined
                       FROM communications GROUP BY day ORDER BY day""")
 

@@ -1,4 +1,15 @@
-"""A Slack workspace export (the .zip Slack gives you, or that zip unpacked) -> one Capture per message.
+"""A Slack workspace export (the .zip Slack gives you, or that zip unpacked) -> one Capture per event.
+
+Each message yields its events (producers/chat/snapshot.py): `created`; `edited` when it carries
+`edited` {user, ts} (the export holds only the latest text, so the created record has no text and
+the flag `original-text-unavailable`, unless a `message_changed` event of the same day still holds
+the text before the edit); `deleted` for `message_deleted` events (deleted_ts, with the last text
+from previous_message) and for `tombstone`s (a deleted thread root, text and time unknown); one
+`reaction` per (reaction, user), without a time because exports hold none. Flags: `thread-reply`,
+`bot` (bot_message, bot_id, a bot user), `system` (joins, leaves, topic/purpose/name changes).
+In direct and group messages (dms.json, mpims.json) every other member is a `member` recipient.
+Shared files are links, plus their bytes as blobs where an export tool saved them beside the
+messages (slackdump: `<channel id>/attachments/<file id>-<name>` or `__uploads/<file id>/<name>`).
 
 Layout read: `channels.json`, `groups.json`, `mpims.json`, `dms.json` (whichever exist) map
 conversation folders to ids; `users.json` resolves people; each conversation folder holds one
@@ -12,8 +23,8 @@ which is stable across re-exports and re-reads of the same content.
 
 Memory: users and the conversation lists are held; messages are read one day file at a time.
 
-Longer than our usual ~300 lines: file access (folder or zip), people and channel lookups and
-Slack's markup are one format's concerns and change together.
+Longer than our usual ~300 lines: file access (folder or zip), people and channel lookups,
+Slack's markup and its history subtypes are one format's concerns and change together.
 """
 
 from __future__ import annotations
@@ -31,11 +42,17 @@ from typing import Any, Iterator
 
 from producers.capture import Capture
 from producers.chat import canonical_json, json_type, quarantined
-from schemas.records import CHAT_TOPIC_KIND, attachment, chat_uid, new_record, participant, recipient, sha256_hex
+from producers.chat.snapshot import FLAG_BOT, FLAG_ORIGINAL_MISSING, FLAG_SYSTEM, FLAG_TEXT_UNAVAILABLE, FLAG_THREAD_REPLY, Reaction, Snapshot
+from schemas.records import attachment, chat_uid, participant, recipient, sha256_hex
 from strongroom.errors import InputError
 
 PLATFORM = "slack"
 CONVERSATION_LISTS = ("channels.json", "groups.json", "mpims.json", "dms.json")
+# Direct and group messages: every member is a recipient (channels: only who is mentioned).
+_PRIVATE_LISTS = ("mpims.json", "dms.json")
+# Not said by a person: joins, leaves, renames, topic and purpose changes.
+SYSTEM_SUBTYPES = frozenset(f"{kind}_{event}" for kind in ("channel", "group") for event in (
+    "join", "leave", "topic", "purpose", "name", "archive", "unarchive")) | {"bot_add", "bot_remove"}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TS = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
@@ -50,12 +67,14 @@ class Person:
     user_id: str
     name: str | None
     email: str | None
+    bot: bool = False
 
 
 @dataclass(frozen=True)
 class Conversation:
     id: str
     name: str
+    members: tuple[str, ...] = ()
 
 
 class _ExportFiles:
@@ -111,6 +130,16 @@ class _ExportFiles:
             self._zip.close()
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where a day file's messages are: the export, the conversation, and texts before edits seen that day."""
+
+    files: _ExportFiles
+    conversation: Conversation
+    workspace: str
+    first_texts: dict[str | None, str | None]
+
+
 def _zip_prefix(names: list[str]) -> str:
     """Exports are zipped either flat or inside one top folder; find where channels.json & co sit."""
     if any(n in CONVERSATION_LISTS for n in names):
@@ -140,8 +169,10 @@ class SlackExportSource:
                 for entry in self._metadata(files, listing):
                     cid = _text(entry.get("id"))
                     name = _text(entry.get("name")) or cid  # dms.json has no names; its folders are ids
+                    members = tuple(m for m in _list(entry.get("members")) if isinstance(m, str))
                     if cid and name:
-                        self.conversations[name] = Conversation(cid, name)
+                        self.conversations[name] = Conversation(
+                            cid, name, members if listing in _PRIVATE_LISTS else ())
             self.channel_names = {c.id: c.name for c in self.conversations.values()}
             teams = Counter(t for t in (_text(u.get("team_id")) for u in users) if t)
             self._team = teams.most_common(1)[0][0] if teams else None
@@ -201,30 +232,101 @@ class SlackExportSource:
                               error=f"{position} is not a JSON array of messages: {exc}",
                               sent_at=_day_start(day), **context)
             return
+        # An edit event (message_changed) holds the text before the edit; the message itself, read
+        # from the same day, then gets that text as its first version instead of none.
+        first_texts = {
+            _ts(m["message"].get("ts")): self._text(m["previous_message"], [])
+            for m in messages if isinstance(m, dict) and m.get("subtype") == "message_changed"
+            and isinstance(m.get("message"), dict) and isinstance(m.get("previous_message"), dict)
+            and not m["previous_message"].get("edited")}
+        where = _Place(files, conversation, workspace, first_texts)
         for index, message in enumerate(messages):
             raw = canonical_json(message).encode("utf-8")
             at = f"{position}#{index}"
             try:
-                record = self._record(message, conversation, workspace, at, raw)
+                events = self._snapshot(message, where, at, raw).captures()
             # An export holds whatever its writer wrote: a surprising shape quarantines this one
             # message instead of stopping the archive run.
             except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
                 yield quarantined(platform=PLATFORM, source=self.source, position=at, raw=raw,
                                   error=f"{at}: {exc}", sent_at=_day_start(day), **context)
                 continue
-            yield Capture(path=self.source, position=at, raw=raw, record=record)
+            yield from events
 
-    def _record(self, message: Any, conversation: Conversation, workspace: str, position: str,
-                raw: bytes) -> dict[str, Any]:
+    def _snapshot(self, message: Any, where: _Place, position: str, raw: bytes) -> Snapshot:
+        """The message and what the export says happened to it: edit, deletion, reactions."""
         if not isinstance(message, dict):
             raise ValueError(f"entry is a JSON {json_type(message)}, not a message object")
-        found = message.get("ts")
-        ts = repr(found) if type(found) in (int, float) else _text(found)
+        subtype = _text(message.get("subtype"))
+        event_ts = _ts(message.get("ts"))
+        if not event_ts:
+            raise ValueError("message has no ts")
+        if subtype == "message_changed" and isinstance(message.get("message"), dict):
+            # An edit event: the inner message is the new state, previous_message the one before.
+            current, previous = message["message"], _dict(message.get("previous_message"))
+            snap = self._message(current, where, position, raw)
+            snap.edited, snap.edited_at = True, snap.edited_at or _sent_at(event_ts)
+            return snap
+        if subtype == "message_deleted":
+            target = _ts(message.get("deleted_ts"))
+            if not target:
+                raise ValueError("message_deleted has no deleted_ts")
+            previous = _dict(message.get("previous_message"))
+            snap = self._message(previous | {"ts": target}, where, position, raw)
+            snap.deleted, snap.deleted_at, snap.known = True, _sent_at(event_ts), bool(previous)
+            if not previous:
+                snap.fields["flags"].append(FLAG_ORIGINAL_MISSING)
+            return snap
+        snap = self._message(message, where, position, raw)
+        if subtype == "tombstone":
+            # What Slack leaves of a deleted thread root that has replies: its text is gone.
+            snap.text, snap.deleted = None, True
+            snap.fields["sender"] = participant()
+            snap.fields["flags"].append(FLAG_TEXT_UNAVAILABLE)
+        return snap
+
+    def _message(self, message: dict[str, Any], where: _Place, position: str, raw: bytes) -> Snapshot:
+        conversation, workspace = where.conversation, where.workspace
+        ts = _ts(message.get("ts"))
         if not ts:
             raise ValueError("message has no ts")
         thread = _text(message.get("thread_ts"))
         thread = thread if thread != ts else None
         mentions: list[str] = []
+        text = self._text(message, mentions)
+        sender = self._sender(message)
+        subtype = _text(message.get("subtype"))
+        flags = [FLAG_THREAD_REPLY] * bool(thread)
+        if subtype in SYSTEM_SUBTYPES:
+            flags.append(FLAG_SYSTEM)
+        if subtype == "bot_message" or message.get("bot_id") or self._is_bot(sender):
+            flags.append(FLAG_BOT)
+        members = [self.people.get(uid) or Person(uid, None, None) for uid in conversation.members
+                   if uid != sender["user_id"]]
+        attachments, blobs = self._files(message, conversation, where.files)
+        uid = chat_uid(PLATFORM, workspace, conversation.id, ts)
+        fields = dict(
+            message_uid=uid, platform=PLATFORM, source=self.source, workspace=workspace,
+            conversation_id=conversation.id, channel=conversation.name, thread_id=thread,
+            parent_uid=chat_uid(PLATFORM, workspace, conversation.id, thread) if thread else None,
+            message_id=ts, sent_at=_sent_at(ts), sender=sender,
+            recipients=self._mentioned(mentions) + [recipient("member", p.user_id, p.name, p.email) for p in members],
+            attachments=attachments, headers=_headers(message), flags=flags,
+        )
+        edited = _dict(message.get("edited"))
+        editor = self.people.get(_text(edited.get("user")) or "")
+        reactions = [Reaction(name, self._person(user))
+                     for r in _list(message.get("reactions")) if isinstance(r, dict) and (name := _text(r.get("name")))
+                     for user in _list(r.get("users")) if isinstance(user, str)]
+        # A Slack export keeps only the latest text of an edited message: the first is lost
+        # unless an edit event of the same day still holds it.
+        return Snapshot(fields=fields, raw=raw, position=position, text=text, edited=bool(edited),
+                        edited_at=_edit_time(edited), first_text=where.first_texts.get(ts),
+                        first_known=ts in where.first_texts,
+                        editor=participant(editor.user_id, editor.name, editor.email) if editor else None,
+                        reactions=reactions, blobs=blobs)
+
+    def _text(self, message: dict[str, Any], mentions: list[str]) -> str | None:
         body = [self._render(_text(message.get("text")) or "", mentions)]
         for extra in _list(message.get("attachments")):
             # Bots often post only attachments; their text is content a reviewer must find.
@@ -232,17 +334,31 @@ class SlackExportSource:
             if isinstance(extra, dict) and not any(parts):
                 parts = [_text(extra.get("fallback"))]
             body += [self._render(p, mentions) for p in parts if p]
-        text = "\n".join(p for p in body if p) or None
-        return new_record(
-            message_uid=chat_uid(PLATFORM, workspace, conversation.id, ts), kind=CHAT_TOPIC_KIND,
-            platform=PLATFORM, source=self.source, source_position=position, workspace=workspace,
-            conversation_id=conversation.id, channel=conversation.name, thread_id=thread,
-            parent_uid=chat_uid(PLATFORM, workspace, conversation.id, thread) if thread else None,
-            message_id=ts, event_type="created", version=1, sent_at=_sent_at(ts),
-            sender=self._sender(message), recipients=self._mentioned(mentions), body_text=text,
-            attachments=_files(message), headers=_headers(message),
-            raw_sha256=sha256_hex(raw), raw_size=len(raw),
-        )
+        return "\n".join(p for p in body if p) or None
+
+    def _person(self, user_id: str) -> dict[str, Any]:
+        person = self.people.get(user_id)
+        return participant(user_id, person.name, person.email) if person else participant(user_id)
+
+    def _is_bot(self, sender: dict[str, Any]) -> bool:
+        person = self.people.get(sender.get("user_id") or "")
+        return bool(person and person.bot)
+
+    def _files(self, message: dict[str, Any], conversation: Conversation,
+               files: _ExportFiles) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        """`files` (current exports) and `file` (before 2019); the bytes too where the export has them."""
+        shared = [f for f in [*_list(message.get("files")), message.get("file")] if isinstance(f, dict)]
+        found, blobs = [], {}
+        for f in shared:
+            data = _file_bytes(f, conversation, files)
+            digest = sha256_hex(data) if data is not None else None
+            if digest:
+                blobs[digest] = data
+            size = len(data) if data is not None else f["size"] if type(f.get("size")) is int else None
+            found.append(attachment(_text(f.get("mimetype")) or "application/octet-stream", name=_text(f.get("name")),
+                                    size=size, sha256=digest,
+                                    url=_text(f.get("url_private")) or _text(f.get("permalink"))))
+        return found, blobs
 
     def _sender(self, message: dict[str, Any]) -> dict[str, Any]:
         # file_comment messages (older exports) carry their author only inside "comment".
@@ -295,16 +411,24 @@ def _person(user: dict[str, Any]) -> Person | None:
         return None
     profile = _dict(user.get("profile"))
     name = _text(user.get("real_name")) or _text(profile.get("real_name")) or _text(user.get("name"))
-    return Person(user_id, name, _text(profile.get("email")))
+    return Person(user_id, name, _text(profile.get("email")), user.get("is_bot") is True)
 
 
-def _files(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """`files` (current exports) and `file` (exports before 2019); exports hold links, not content."""
-    shared = [f for f in [*_list(message.get("files")), message.get("file")] if isinstance(f, dict)]
-    return [attachment(_text(f.get("mimetype")) or "application/octet-stream", name=_text(f.get("name")),
-                       size=f["size"] if type(f.get("size")) is int else None,
-                       url=_text(f.get("url_private")) or _text(f.get("permalink")))
-            for f in shared]
+def _file_bytes(shared: dict[str, Any], conversation: Conversation, files: _ExportFiles) -> bytes | None:
+    """A shared file's bytes where an export tool put them next to the messages; None when not there.
+
+    Slack's own exports hold links only; slackdump writes `<channel id>/attachments/<file id>-<name>`
+    (its "standard" layout) or `__uploads/<file id>/<name>` (its "mattermost" layout).
+    """
+    file_id, name = _text(shared.get("id")), _text(shared.get("name"))
+    if not file_id or not name or "/" in name or "/" in file_id or name.startswith("."):
+        return None
+    for candidate in (f"{conversation.id}/attachments/{file_id}-{name}", f"{conversation.name}/attachments/{file_id}-{name}",
+                      f"attachments/{file_id}-{name}", f"__uploads/{file_id}/{name}"):
+        data = files.read(candidate)
+        if data is not None:
+            return data
+    return None
 
 
 def _headers(message: dict[str, Any]) -> list[dict[str, str]]:
@@ -314,6 +438,19 @@ def _headers(message: dict[str, Any]) -> list[dict[str, str]]:
         if value is not None:
             headers.append({"name": name, "value": value if isinstance(value, str) else canonical_json(value)})
     return headers
+
+
+def _edit_time(edited: dict[str, Any]) -> datetime | None:
+    """When an edit happened; a garbled edited.ts leaves the time unknown rather than losing the message."""
+    try:
+        return _sent_at(_ts(edited.get("ts")) or "")
+    except ValueError:
+        return None
+
+
+def _ts(found: Any) -> str | None:
+    """A message's ts as text; some writers put it as a JSON number."""
+    return repr(found) if type(found) in (int, float) else _text(found)
 
 
 def _sent_at(ts: str) -> datetime:

@@ -29,7 +29,7 @@ from strongroom.storage import open_store
 from tests.conftest import consume
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-SLACK_MESSAGES = 11  # tests/fixtures/slack: 8 messages and 3 quarantined items
+SLACK_MESSAGES = 13  # tests/fixtures/slack: 8 messages (10 events: one edit, one reaction) and 3 quarantined items
 BROKEN = b"\x00\x01\x02 this is not a mail message \xff\xfe\n\n\x89PNG garbage\n"
 PDF = b"%PDF-1.4\n% strongroom test attachment\n" + bytes(range(256))
 

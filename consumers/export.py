@@ -1,0 +1,340 @@
+"""Export: hand back archived originals byte for byte, as .eml files, one mbox, or a production.
+
+Steps, each one batch: (1) the selection (message uids, a query, a WHERE clause, or a legal-hold
+case) becomes SQL returning `message_uid`; (2) DuckDB reads every version of those messages, their
+arrivals and their Kafka coordinates in three queries; (3) blobs come from the blob store on a
+thread pool, each checked against the sha256 the record holds, and a blob that is missing or
+altered stops the export naming the message (never a silent skip); (4) everything is written into
+a staging folder next to `--out`, with `SHA256SUMS` and `export-manifest.json` last, and the folder
+is renamed to `--out` only when complete, so a failed export leaves nothing that looks finished.
+
+`--out` must not exist or be empty: a production is exactly the files its manifest lists, so
+mixing it with earlier files would break that, and emptying a folder on a flag is too dangerous.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import duckdb
+
+from consumers import mboxrd
+from consumers.query import _plain, connect
+from strongroom import __version__
+from strongroom.blobs import BlobStore
+from strongroom.config import Settings
+from strongroom.errors import InputError, IntegrityError, StorageError
+from strongroom.storage import ObjectStore, open_store
+
+FORMATS = ("eml", "mbox", "production")
+FETCH_BATCH = 64  # blobs in memory at once; a batch is fetched in parallel
+FETCH_THREADS = 8
+MANIFEST_NAME = "export-manifest.json"
+SUMS_NAME = "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to export: how the user said it, and the SQL that returns its message_uids."""
+
+    by: str  # message-uid | query | where | case
+    value: Any
+    sql: str
+
+
+def select(settings: Settings, *, message_uids: list[str] | None = None, query: str | None = None,
+           where: str | None = None, case: str | None = None) -> Selection:
+    """Exactly one of the four ways to choose messages, as a Selection."""
+    given = [name for name, value in (("--message-uid", message_uids), ("--query", query), ("--where", where),
+                                      ("--case", case)) if value]
+    if len(given) != 1:
+        raise InputError("choose the messages with exactly one of --message-uid, --query, --where or --case"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    if message_uids:
+        quoted = ", ".join("'" + uid.replace("'", "''") + "'" for uid in message_uids)
+        return Selection("message-uid", list(message_uids), f"SELECT unnest([{quoted}]) AS message_uid")
+    if query:
+        return Selection("query", query, query.strip().rstrip(";"))
+    if where:
+        return Selection("where", where, f"SELECT message_uid FROM communications WHERE {where.strip().rstrip(';')}")
+    try:
+        from consumers.holds import case_selection
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("consumers.holds",):
+            raise
+        raise InputError("legal holds are not available in this version of strongroom, so --case cannot be "
+                         "used; select with --query or --where instead") from exc
+    return Selection("case", case, case_selection(settings, case).strip().rstrip(";"))
+
+
+# -- reading the warehouse: three queries --------------------------------------------------
+@dataclass
+class Records:
+    rows: list[dict[str, Any]]  # every version, ordered: email by time, then chat by conversation
+    arrivals: dict[str, list[dict[str, Any]]]  # message_uid -> where each copy came from
+    coordinates: list[tuple[str, int, int]]  # (topic, partition, offset) of every archived row
+
+
+def _selected(con: duckdb.DuckDBPyConnection, selection: Selection) -> None:
+    """Materialize the selection as table `_selected`; a bad selection is a one-line InputError."""
+    try:
+        columns = [d[0] for d in con.execute(f"SELECT * FROM ({selection.sql}) AS s LIMIT 0").description]
+    except duckdb.Error as exc:
+        raise InputError(f"selection failed: {str(exc).splitlines()[0]}") from exc
+    if "message_uid" not in columns:
+        raise InputError(f"the selection returns no message_uid column (it returns {', '.join(columns) or 'nothing'})")
+    con.execute(f"CREATE TEMP TABLE _selected AS SELECT DISTINCT message_uid::VARCHAR AS message_uid "
+                f"FROM ({selection.sql}) AS s WHERE message_uid IS NOT NULL")
+    found = {r[0] for r in con.execute("SELECT s.message_uid FROM _selected s "
+                                       "SEMI JOIN communications c USING (message_uid)").fetchall()}
+    if selection.by == "message-uid":  # each uid asked for by name must exist
+        missing = [uid for uid in selection.value if uid not in found]
+        if missing:
+            raise InputError(f"no archived message has message_uid {', '.join(missing[:5])}"
+                             + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""))
+    if not found:
+        raise InputError("the selection matches no archived message")
+
+
+def read_records(settings: Settings, selection: Selection) -> Records:
+    con = connect(settings)
+    _selected(con, selection)
+    cursor = con.execute("""
+        SELECT c.*, min(c.sent_at) OVER (PARTITION BY c.message_uid) AS first_sent
+        FROM communications c SEMI JOIN _selected USING (message_uid)
+        ORDER BY c.kind DESC, CASE WHEN c.kind = 'chat' THEN c.conversation_id END, first_sent,
+                 c.message_uid, c.version""")
+    # Through Arrow: timestamps come back as aware UTC datetimes without DuckDB needing pytz.
+    rows = cursor.to_arrow_table().to_pylist()
+    arrivals: dict[str, list[dict[str, Any]]] = {}
+    cursor = con.execute("SELECT a.* FROM arrivals a SEMI JOIN _selected USING (message_uid) "
+                         "ORDER BY message_uid, ingested_at")
+    for item in cursor.to_arrow_table().to_pylist():
+        arrivals.setdefault(item["message_uid"], []).append(item)
+    coordinates = con.execute("""
+        SELECT kafka_topic, kafka_partition, kafka_offset FROM email_log SEMI JOIN _selected USING (message_uid)
+        UNION ALL
+        SELECT kafka_topic, kafka_partition, kafka_offset FROM chat_log SEMI JOIN _selected USING (message_uid)
+        ORDER BY ALL""").fetchall()
+    return Records(rows, arrivals, coordinates)
+
+
+# -- blobs: fetched in parallel batches, each checked --------------------------------------
+class BlobFetcher:
+    """Fetches blobs by sha256 on a thread pool; a missing or altered blob is an IntegrityError naming `what`."""
+
+    def __init__(self, store: ObjectStore, namespace: str):
+        self.blobs = BlobStore(store, namespace)
+        self.pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="export-blobs")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def _one(self, sha256: str, what: str) -> bytes:
+        key = self.blobs.key(sha256)
+        try:
+            data = self.blobs.store.get(key)
+        except StorageError:
+            if not self.blobs.store.exists(key):
+                raise IntegrityError(f"{what}: blob {sha256} is missing from the blob store") from None
+            raise
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise IntegrityError(f"{what}: blob {sha256} does not match its sha256 (altered in the blob store)")
+        return data
+
+    def fetch(self, wanted: Iterable[tuple[str, str, Any]]) -> Iterator[tuple[Any, bytes]]:
+        """(sha256, what, tag) in -> (tag, verified bytes) out, in order, FETCH_BATCH at a time."""
+        batch: list[tuple[str, str, Any]] = []
+        for item in wanted:
+            batch.append(item)
+            if len(batch) == FETCH_BATCH:
+                yield from self._batch(batch)
+                batch = []
+        yield from self._batch(batch)
+
+    def _batch(self, batch: list[tuple[str, str, Any]]) -> Iterator[tuple[Any, bytes]]:
+        futures = [self.pool.submit(self._one, sha, what) for sha, what, _tag in batch]
+        for (_sha, _what, tag), future in zip(batch, futures):
+            yield tag, future.result()
+
+
+# -- the output folder ------------------------------------------------------------------------
+@dataclass
+class OutputFolder:
+    """A staging folder that becomes `--out` at the end; remembers every file's sha256 and size."""
+
+    final: Path
+    root: Path = field(init=False)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    md5: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.final.exists() and (not self.final.is_dir() or any(self.final.iterdir())):
+            raise InputError(f"--out {self.final} exists and is not an empty folder; give a new folder "
+                             f"(a production holds exactly the files its manifest lists)")
+        self.root = self.final.parent / f".{self.final.name}.incomplete-{os.getpid()}"
+        try:
+            self.root.mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"cannot create {self.root}: {exc.strerror or exc}") from exc
+
+    def write(self, relative: str, data: bytes) -> dict[str, Any]:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        entry = {"path": relative, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        self.files[relative] = entry
+        # md5 only for the load file (review tools still ask for it); sha256 is what we vouch for.
+        self.md5[relative] = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return entry
+
+    def add_written(self, relative: str, sha256: str, size: int) -> None:
+        self.files[relative] = {"path": relative, "sha256": sha256, "size": size}
+
+    def write_sums(self) -> str:
+        lines = "".join(f"{f['sha256']}  {f['path']}\n" for f in sorted(self.files.values(), key=lambda f: f["path"]))
+        data = lines.encode("utf-8")
+        (self.root / SUMS_NAME).write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def publish(self) -> None:
+        if self.final.exists():
+            self.final.rmdir()  # empty, checked at the start
+        os.replace(self.root, self.final)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# -- the export -------------------------------------------------------------------------------
+@dataclass
+class ExportSummary:
+    out: Path
+    format: str
+    messages: int = 0
+    versions: int = 0
+    documents: int = 0
+    files: int = 0
+    bytes: int = 0
+    sums_sha256: str = ""
+
+    def line(self) -> str:
+        return (f"export ({self.format}): {self.messages} messages ({self.versions} versions), "
+                + (f"{self.documents} documents, " if self.format == "production" else "")
+                + f"{self.files} files, {self.bytes / 1e6:.1f} MB in {self.out}; "
+                f"sha256 of {SUMS_NAME}: {self.sums_sha256}")
+
+
+def original_path(row: dict[str, Any]) -> str:
+    """Where a version's original goes: `originals/<uid>.eml` for mail, one file per chat version."""
+    uid = row["message_uid"]
+    if row["kind"] == "email":
+        return f"originals/{uid}.eml" if row["version"] == 1 else f"originals/{uid}.v{row['version']}.eml"
+    return f"originals/chat/{uid}.v{row['version']}.raw"
+
+
+def export(settings: Settings, selection: Selection, out: Path, fmt: str | None = None,
+           docid_prefix: str = "SR") -> ExportSummary:
+    """Export the selection to `out` in `fmt` (default: production for a case, eml otherwise)."""
+    fmt = fmt or ("production" if selection.by == "case" else "eml")
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    records = read_records(settings, selection)
+    store = open_store(settings.storage)
+    folder = OutputFolder(out)
+    fetcher = BlobFetcher(store, settings.namespace)
+    try:
+        originals = _write_originals(folder, fetcher, records.rows, mbox=(fmt == "mbox"))
+        documents = 0
+        if fmt == "production":
+            from consumers.production import write_production
+
+            documents = write_production(folder, fetcher, store, settings.namespace, records, docid_prefix)
+        manifest = _manifest(settings, selection, fmt, records, originals, folder, documents)
+        folder.write(MANIFEST_NAME, json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
+        sums = folder.write_sums()
+        folder.publish()
+    except BaseException:
+        folder.discard()
+        raise
+    finally:
+        fetcher.close()
+    summary = ExportSummary(out, fmt, messages=len({r["message_uid"] for r in records.rows}),
+                            versions=len(records.rows), documents=documents, files=len(folder.files) + 1,
+                            bytes=sum(f["size"] for f in folder.files.values()), sums_sha256=sums)
+    # audit: record the export here: who (getpass.getuser()), when, selection.by/value/sql, fmt, out,
+    # summary counts and summary.sums_sha256 (the one hash that pins every exported file).
+    return summary
+
+
+def _write_originals(folder: OutputFolder, fetcher: BlobFetcher, rows: list[dict[str, Any]],
+                     mbox: bool) -> list[dict[str, Any]]:
+    """Every version's original: .eml files (or one mbox for mail) and one file per chat version."""
+    entries: list[dict[str, Any]] = []
+    handle = None
+    writer = None
+    if mbox:
+        mbox_path = folder.root / "messages.mbox"
+        handle = mbox_path.open("wb")
+        writer = mboxrd.MboxWriter(handle)
+    try:
+        wanted = ((r["raw_sha256"], f"message {r['message_uid']} version {r['version']} (original)", r) for r in rows)
+        for row, data in fetcher.fetch(wanted):
+            entry = {"message_uid": row["message_uid"], "kind": row["kind"], "version": row["version"],
+                     "event_type": row["event_type"], "raw_sha256": row["raw_sha256"], "raw_size": row["raw_size"],
+                     "parse_status": row["parse_status"]}
+            if writer is not None and row["kind"] == "email":
+                sender = (row.get("sender") or {}).get("address")
+                start = writer.position
+                placed = writer.add(data, sender, row["sent_at"])
+                entry |= {"path": "messages.mbox", "mbox_offset": placed.offset, "mbox_length": placed.length,
+                          "mbox_appended_newline": placed.appended_newline, "mbox_from_line_offset": start}
+            else:
+                entry["path"] = folder.write(original_path(row), data)["path"]
+            entries.append(entry)
+    finally:
+        if handle is not None:
+            handle.close()
+    if mbox:
+        data = (folder.root / "messages.mbox").read_bytes()
+        folder.add_written("messages.mbox", hashlib.sha256(data).hexdigest(), len(data))
+    return entries
+
+
+def _manifest(settings: Settings, selection: Selection, fmt: str, records: Records,
+              originals: list[dict[str, Any]], folder: OutputFolder, documents: int) -> dict[str, Any]:
+    rows = records.rows
+    return {
+        "tool": f"strongroom {__version__}",
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_by": _who(),
+        "namespace": settings.namespace,
+        "storage": settings.storage.url,
+        "selection": {"by": selection.by, "value": selection.value, "sql": selection.sql},
+        "format": fmt,
+        "counts": {"messages": len({r["message_uid"] for r in rows}), "versions": len(rows),
+                   "email": sum(r["kind"] == "email" for r in rows), "chat": sum(r["kind"] == "chat" for r in rows),
+                   "quarantined": sum(r["parse_status"] != "ok" for r in rows), "documents": documents,
+                   "files": len(folder.files)},
+        "messages": _plain(originals),
+        "files": sorted(folder.files.values(), key=lambda f: f["path"]),
+        "how_to_check": (f"sha256sum -c {SUMS_NAME} in this folder; each message's original has sha256 "
+                         f"raw_sha256 (for messages.mbox: mboxrd-unescape mbox_length bytes at mbox_offset, "
+                         f"drop the last byte if mbox_appended_newline; see docs/export.md)"),
+    }
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME (some containers)
+        return f"uid {os.getuid()}"

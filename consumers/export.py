@@ -304,9 +304,8 @@ def _write_originals(folder: OutputFolder, fetcher: BlobFetcher, rows: list[dict
     finally:
         if handle is not None:
             handle.close()
-    if mbox:
-        data = (folder.root / "messages.mbox").read_bytes()
-        folder.add_written("messages.mbox", hashlib.sha256(data).hexdigest(), len(data))
+    if writer is not None:
+        folder.add_written("messages.mbox", writer.sha256.hexdigest(), writer.position)
     return entries
 
 

@@ -11,6 +11,7 @@ the result is exactly the original, which `sha256` in the manifest confirms.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,6 +50,7 @@ class MboxWriter:
     def __init__(self, handle) -> None:
         self.handle = handle
         self.position = 0
+        self.sha256 = hashlib.sha256()  # of the whole file, so it is never read back to be hashed
 
     def add(self, raw: bytes, sender: str | None, when: datetime | None) -> MboxEntry:
         head = from_line(sender, when)
@@ -56,9 +58,9 @@ class MboxWriter:
         appended = not body.endswith(b"\n")
         if appended:
             body += b"\n"
-        self.handle.write(head)
-        self.handle.write(body)
-        self.handle.write(b"\n")
+        for chunk in (head, body, b"\n"):
+            self.handle.write(chunk)
+            self.sha256.update(chunk)
         entry = MboxEntry(self.position + len(head), len(body), appended)
         self.position += len(head) + len(body) + 1
         return entry

@@ -89,7 +89,8 @@ def _natives(folder: OutputFolder, fetcher: BlobFetcher, docs: list[Document]) -
     wanted = ((d.attachment["sha256"], f"message {d.row['message_uid']} attachment {d.attachment.get('name')!r}", d)
               for d in docs if d.attachment is not None)
     for doc, data in fetcher.fetch(wanted):
-        name = _UNSAFE.sub("_", doc.attachment.get("name") or "attachment").strip("._")[:100] or "attachment"
+        default = "message.eml" if doc.attachment.get("content_type") == "message/rfc822" else "attachment"
+        name = _UNSAFE.sub("_", doc.attachment.get("name") or default).strip("._")[:100] or "attachment"
         doc.native = folder.write(f"natives/{doc.docid}_{name}", data)["path"]
 
 
@@ -213,37 +214,58 @@ def _loadfile(folder: OutputFolder, docs: list[Document], arrivals: dict[str, li
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    addresses = {(d.row.get("sender") or {}).get("user_id"): d.row["sender"]["address"]
-                 for d in docs if (d.row.get("sender") or {}).get("user_id") and d.row["sender"].get("address")}
+    people = _known_people(docs)
+    channels = {d.row["conversation_id"]: d.row["channel"] for d in docs
+                if d.row.get("channel") and d.row["channel"] != d.row.get("conversation_id")}
     for doc in docs:
         row, item = doc.row, doc.attachment
+        sender = _completed(row.get("sender"), people)
         native = folder.files.get(doc.native, {})
         writer.writerow([
             doc.docid, doc.docid, doc.docid, doc.parent or "", row["message_uid"], row["kind"] if item is None else "attachment",
-            row["platform"], row["event_type"], row["version"], _custodian(row, arrivals, addresses),
-            _person(row.get("sender")), _people(row, "to"), _people(row, "cc"), _people(row, "bcc"),
+            row["platform"], row["event_type"], row["version"], _custodian(row, arrivals, sender),
+            _person(sender), _people(row, "to"), _people(row, "cc"), _people(row, "bcc"),
             row.get("subject") or "", _iso(row.get("sent_at")), _event_time(row),
             (item.get("name") or "") if item else doc.native.rsplit("/", 1)[-1], native.get("size", ""),
             item["content_type"] if item else ("message/rfc822" if row["kind"] == "email" else "application/octet-stream"),
             doc.native, doc.text, folder.md5.get(doc.native, ""), native.get("sha256", ""),
-            row.get("thread_id") or "", row.get("conversation_id") or "", row.get("channel") or "",
+            row.get("thread_id") or "", row.get("conversation_id") or "",
+            channels.get(row.get("conversation_id"), row.get("channel")) or "",
             row.get("message_id") or "", row["parse_status"]])
     return out.getvalue().encode("utf-8")
 
 
-def _custodian(row: dict[str, Any], arrivals: dict[str, list[dict[str, Any]]], addresses: dict[str, str]) -> str:
-    """Whose data this is: the mailboxes it was found in, else its sender (chat: always the sender).
-
-    A chat event often names its sender by user id only (an edit, a reaction); `addresses` holds
-    the address another event of the production gave that id, so one person is one custodian.
-    """
+def _custodian(row: dict[str, Any], arrivals: dict[str, list[dict[str, Any]]], sender: dict[str, Any]) -> str:
+    """Whose data this is: the mailboxes it was found in, else its sender (chat: always the sender)."""
     if row["kind"] == "email":
         mailboxes = sorted({a["mailbox"] for a in arrivals.get(row["message_uid"], []) if a.get("mailbox")})
         if mailboxes:
             return "; ".join(mailboxes)
-    sender = row.get("sender") or {}
-    return (sender.get("address") or addresses.get(sender.get("user_id") or "") or sender.get("user_id")
-            or sender.get("name") or "")
+    return sender.get("address") or sender.get("user_id") or sender.get("name") or ""
+
+
+def _known_people(docs: list[Document]) -> dict[str, dict[str, Any]]:
+    """user_id -> the fullest name and address any event of the production gave it.
+
+    A chat edit or reaction often names its sender by user id only; completing it from the
+    other events makes one person one custodian in the load file.
+    """
+    people: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        sender = doc.row.get("sender") or {}
+        if sender.get("user_id"):
+            known = people.setdefault(sender["user_id"], dict(sender))
+            known["name"] = known.get("name") or sender.get("name")
+            known["address"] = known.get("address") or sender.get("address")
+    return people
+
+
+def _completed(sender: dict[str, Any] | None, people: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    sender = dict(sender or {})
+    known = people.get(sender.get("user_id") or "", {})
+    sender["name"] = sender.get("name") or known.get("name")
+    sender["address"] = sender.get("address") or known.get("address")
+    return sender
 
 
 def _person(person: dict[str, Any] | None) -> str:

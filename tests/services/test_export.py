@@ -199,6 +199,9 @@ def test_production_checks_with_sha256sum_and_a_csv_reader(archived, tmp_path):
     assert sorted((r["EVENT"], r["CUSTODIAN"]) for r in chat) == [
         ("created", "ana@contoso.example"), ("created", "u-ben"), ("deleted", "u-ben"), ("edited", "ana@contoso.example"),
         ("reaction", "u-ben")]
+    assert {r["FROM"] for r in chat if r["EVENT"] in ("created", "edited") and r["MESSAGEID"] == "m1"} == {
+        "Ana Lima <ana@contoso.example>"}
+    assert {r["CHANNEL"] for r in chat} == {"Finance"} and {r["CONVERSATION"] for r in chat} == {"19:fin"}
     transcript = json.loads(next((out / "transcripts").glob("Finance-*.json")).read_text(encoding="utf-8"))
     first, second = transcript["messages"]
     assert [(v["event_type"], v["text"]) for v in first["versions"]] == [
@@ -214,7 +217,7 @@ def test_production_checks_with_sha256sum_and_a_csv_reader(archived, tmp_path):
 
 
 def test_bad_selections_are_one_line_errors(archived, tmp_path):
-    """No rows, broken SQL, no message_uid column, an unknown uid, a used --out, --case without holds: exit 2, one line."""
+    """No rows, broken SQL, no message_uid column, an unknown uid, a used --out, two selections: exit 2, one line."""
     used = tmp_path / "used"
     used.mkdir()
     (used / "keep.txt").write_text("mine")
@@ -223,7 +226,6 @@ def test_bad_selections_are_one_line_errors(archived, tmp_path):
         (["--query", "SELEC message_uid FROM email"], "selection failed"),
         (["--query", "SELECT subject FROM email"], "no message_uid column"),
         (["--message-uid", "em-does-not-exist"], "no archived message has message_uid em-does-not-exist"),
-        (["--case", "acme-v-northwind"], "legal holds are not available"),
         (["--where", "kind = 'email'", "--out", str(used)], "is not an empty folder"),
         (["--where", "kind = 'email'", "--query", "SELECT 1"], "exactly one of"),
     ]

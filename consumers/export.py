@@ -88,14 +88,17 @@ def _selected(con: duckdb.DuckDBPyConnection, selection: Selection) -> None:
     """Materialize the selection as table `_selected`; a bad selection is a one-line InputError."""
     try:
         columns = [d[0] for d in con.execute(f"SELECT * FROM ({selection.sql}) AS s LIMIT 0").description]
+        if "message_uid" not in columns:
+            raise InputError(f"the selection returns no message_uid column "
+                             f"(it returns {', '.join(columns) or 'nothing'})")
+        con.execute(f"CREATE TEMP TABLE _selected AS SELECT DISTINCT message_uid::VARCHAR AS message_uid "
+                    f"FROM ({selection.sql}) AS s WHERE message_uid IS NOT NULL")
     except duckdb.Error as exc:
         raise InputError(f"selection failed: {str(exc).splitlines()[0]}") from exc
-    if "message_uid" not in columns:
-        raise InputError(f"the selection returns no message_uid column (it returns {', '.join(columns) or 'nothing'})")
-    con.execute(f"CREATE TEMP TABLE _selected AS SELECT DISTINCT message_uid::VARCHAR AS message_uid "
-                f"FROM ({selection.sql}) AS s WHERE message_uid IS NOT NULL")
-    found = {r[0] for r in con.execute("SELECT s.message_uid FROM _selected s "
-                                       "SEMI JOIN communications c USING (message_uid)").fetchall()}
+
+
+def _check_found(selection: Selection, rows: list[dict[str, Any]]) -> None:
+    found = {row["message_uid"] for row in rows}
     if selection.by == "message-uid":  # each uid asked for by name must exist
         missing = [uid for uid in selection.value if uid not in found]
         if missing:
@@ -106,6 +109,7 @@ def _selected(con: duckdb.DuckDBPyConnection, selection: Selection) -> None:
 
 
 def read_records(settings: Settings, selection: Selection) -> Records:
+    """Every version of the selected messages, their arrivals and Kafka coordinates: one query each."""
     con = connect(settings)
     _selected(con, selection)
     cursor = con.execute("""
@@ -115,6 +119,7 @@ def read_records(settings: Settings, selection: Selection) -> Records:
                  c.message_uid, c.version""")
     # Through Arrow: timestamps come back as aware UTC datetimes without DuckDB needing pytz.
     rows = cursor.to_arrow_table().to_pylist()
+    _check_found(selection, rows)
     arrivals: dict[str, list[dict[str, Any]]] = {}
     cursor = con.execute("SELECT a.* FROM arrivals a SEMI JOIN _selected USING (message_uid) "
                          "ORDER BY message_uid, ingested_at")

@@ -225,6 +225,7 @@ def test_bad_selections_are_one_line_errors(archived, tmp_path):
         (["--where", "subject = 'no such subject'"], "matches no archived message"),
         (["--query", "SELEC message_uid FROM email"], "selection failed"),
         (["--query", "SELECT subject FROM email"], "no message_uid column"),
+        (["--query", "SELECT message_uid FROM email WHERE subject::INTEGER > 0"], "selection failed: Conversion Error"),
         (["--message-uid", "em-does-not-exist"], "no archived message has message_uid em-does-not-exist"),
         (["--where", "kind = 'email'", "--out", str(used)], "is not an empty folder"),
         (["--where", "kind = 'email'", "--query", "SELECT 1"], "exactly one of"),

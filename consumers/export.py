@@ -253,11 +253,11 @@ def export(settings: Settings, selection: Selection, out: Path, fmt: str | None 
     fmt = fmt or ("production" if selection.by == "case" else "eml")
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
-    records = read_records(settings, selection)
+    folder = OutputFolder(out)  # first: a used --out is refused before anything is read
     store = open_store(settings.storage)
-    folder = OutputFolder(out)
     fetcher = BlobFetcher(store, settings.namespace)
     try:
+        records = read_records(settings, selection)
         originals = _write_originals(folder, fetcher, records.rows, mbox=(fmt == "mbox"))
         documents = 0
         if fmt == "production":

@@ -259,12 +259,13 @@ def export(settings: Settings, selection: Selection, out: Path, fmt: str | None 
     try:
         records = read_records(settings, selection)
         originals = _write_originals(folder, fetcher, records.rows, mbox=(fmt == "mbox"))
+        copies = _write_copies(folder, fetcher, records)
         documents = 0
         if fmt == "production":
             from consumers.production import write_production
 
             documents = write_production(folder, fetcher, store, settings.namespace, records, docid_prefix)
-        manifest = _manifest(settings, selection, fmt, records, originals, folder, documents)
+        manifest = _manifest(settings, selection, fmt, records, originals, copies, folder, documents)
         folder.write(MANIFEST_NAME, json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
         sums = folder.write_sums()
         folder.publish()
@@ -314,8 +315,33 @@ def _write_originals(folder: OutputFolder, fetcher: BlobFetcher, rows: list[dict
     return entries
 
 
-def _manifest(settings: Settings, selection: Selection, fmt: str, records: Records,
-              originals: list[dict[str, Any]], folder: OutputFolder, documents: int) -> dict[str, Any]:
+def _write_copies(folder: OutputFolder, fetcher: BlobFetcher, records: Records) -> list[dict[str, Any]]:
+    """Other copies of an email (another mailbox, the journal) whose bytes differ from the one archived.
+
+    Dedup keeps one record per message, but each arrival's raw original is in the blob store, and
+    a production must be able to show what each custodian actually held.
+    """
+    archived = {(r["message_uid"], r["raw_sha256"]) for r in records.rows}
+    copies: dict[tuple[str, str], dict[str, Any]] = {}
+    for uid, arrivals in records.arrivals.items():
+        for arrival in arrivals:
+            key = (uid, arrival["raw_sha256"])
+            if key in archived:
+                continue
+            entry = copies.setdefault(key, {"message_uid": uid, "raw_sha256": arrival["raw_sha256"],
+                                            "raw_size": arrival["raw_size"], "arrivals": []})
+            entry["arrivals"].append({k: arrival.get(k) for k in ("arrival_id", "source", "source_position",
+                                                                   "mailbox", "envelope_sender", "ingested_at")})
+    wanted = ((sha, f"message {uid} copy {sha} (another arrival's original)", copies[(uid, sha)])
+              for uid, sha in copies)
+    for entry, data in fetcher.fetch(wanted):
+        entry["path"] = folder.write(f"originals/copies/{entry['message_uid']}.{entry['raw_sha256'][:16]}.eml",
+                                     data)["path"]
+    return list(copies.values())
+
+
+def _manifest(settings: Settings, selection: Selection, fmt: str, records: Records, originals: list[dict[str, Any]],
+              copies: list[dict[str, Any]], folder: OutputFolder, documents: int) -> dict[str, Any]:
     rows = records.rows
     return {
         "tool": f"strongroom {__version__}",
@@ -327,9 +353,11 @@ def _manifest(settings: Settings, selection: Selection, fmt: str, records: Recor
         "format": fmt,
         "counts": {"messages": len({r["message_uid"] for r in rows}), "versions": len(rows),
                    "email": sum(r["kind"] == "email" for r in rows), "chat": sum(r["kind"] == "chat" for r in rows),
-                   "quarantined": sum(r["parse_status"] != "ok" for r in rows), "documents": documents,
+                   "quarantined": sum(r["parse_status"] != "ok" for r in rows), "copies": len(copies),
+                   "documents": documents,
                    "files": len(folder.files)},
         "messages": _plain(originals),
+        "copies": _plain(copies),
         "files": sorted(folder.files.values(), key=lambda f: f["path"]),
         "how_to_check": (f"sha256sum -c {SUMS_NAME} in this folder; each message's original has sha256 "
                          f"raw_sha256 (for messages.mbox: mboxrd-unescape mbox_length bytes at mbox_offset, "

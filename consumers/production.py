@@ -314,6 +314,7 @@ What is in it
   loadfile.csv          one row per document (CSV, UTF-8, header row; multi-valued fields joined with "; ")
   originals/*.eml       each email exactly as captured (byte for byte)
   originals/chat/       each chat event (message, edit, deletion, reaction) exactly as captured
+  originals/copies/     other copies of an email (another mailbox, the journal) whose bytes differ
   natives/              attachments, named <DOCID>_<file name>
   text/<DOCID>.txt      extracted text of each document that has text
   transcripts/          each chat conversation as HTML (to read) and JSON (to process), every version

@@ -86,6 +86,7 @@ CHAT_LINES = [
     b'{"platform": "teams", "workspace": "contoso", "channel": "19:fin", "message_id": "m1", "event_type": "reaction", '
     b'"version": 3, "sent_at": "2026-11-04T09:00:00Z", "sender": {"id": "u-ben"}, "text": "+1"}  ',
 ]
+COPY = b"Received: from journal.northwind.example by archive; Mon, 02 Nov 2026 08:00:05 +0100\r\n" + MAIL["a-crlf-mixed.eml"]
 EMAILS = len(MAIL)
 CHAT_EVENTS = len(CHAT_LINES)
 
@@ -114,8 +115,13 @@ def archived(request, tmp_path_factory, services):
     chat.write_bytes(b"".join(line + (b"\r\n" if i % 2 else b"\n") for i, line in enumerate(CHAT_LINES)))
     mail = ingest(settings, "email", captures(maildir), base / "mail.report")
     assert (mail.produced, mail.quarantined) == (EMAILS, 1)
+    # The same message held elsewhere, with a trace header of its own: archived once, its copy an arrival.
+    journal = base / "journal"
+    journal.mkdir()
+    (journal / "copy.eml").write_bytes(COPY)
+    assert ingest(settings, "email", captures(journal)).arrivals == 1
     ingest(settings, "chat", iter(ChatJsonlSource(chat)), base / "chat.report")
-    assert archive(settings).rows_written == EMAILS + CHAT_EVENTS
+    assert archive(settings).rows_written == EMAILS + 1 + CHAT_EVENTS
     email_by_uid = {r["message_uid"]: sha((maildir / r["position"]).read_bytes()) for r in _report(base / "mail.report")}
     uid_of = {r["position"]: r["message_uid"] for r in _report(base / "mail.report")}
     chat_by_line = {int(r["position"]): r["message_uid"] for r in _report(base / "chat.report")}
@@ -152,6 +158,9 @@ def test_eml_export_returns_every_original_byte_for_byte(archived, tmp_path):
     assert listed == {p.relative_to(out).as_posix(): sha(p.read_bytes()) for p in out.rglob("*")
                       if p.is_file() and p.name not in ("SHA256SUMS", "export-manifest.json")}
     assert not list(tmp_path.glob(".eml.incomplete-*"))
+    (copy,) = manifest["copies"]
+    assert copy["message_uid"] == archived["uid_of"]["a-crlf-mixed.eml"] and copy["arrivals"][0]["source_position"] == "copy.eml"
+    assert sha((out / copy["path"]).read_bytes()) == sha(COPY) != archived["email"][copy["message_uid"]]
 
 
 def test_mbox_export_recovers_each_original_exactly(archived, tmp_path):

@@ -3,43 +3,34 @@
 Steps, each one batch: (1) the selection (message uids, a query, a WHERE clause, or a legal-hold
 case) becomes SQL returning `message_uid`; (2) DuckDB reads every version of those messages, their
 arrivals and their Kafka coordinates in three queries; (3) blobs come from the blob store on a
-thread pool, each checked against the sha256 the record holds, and a blob that is missing or
-altered stops the export naming the message (never a silent skip); (4) everything is written into
-a staging folder next to `--out`, with `SHA256SUMS` and `export-manifest.json` last, and the folder
-is renamed to `--out` only when complete, so a failed export leaves nothing that looks finished.
-
-`--out` must not exist or be empty: a production is exactly the files its manifest lists, so
-mixing it with earlier files would break that, and emptying a folder on a flag is too dangerous.
+thread pool, each checked against the sha256 the record holds (blob_fetcher.py); (4) everything is
+written into a staging folder that becomes `--out` only when complete (export_folder.py), with
+`export-manifest.json` and `SHA256SUMS` last. The production's extras are in production.py.
 """
 
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import os
-import shutil
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import duckdb
 
 from consumers import mboxrd
+from consumers.blob_fetcher import BlobFetcher
+from consumers.export_folder import SUMS_NAME, OutputFolder
 from consumers.query import _plain, connect
 from strongroom import __version__
-from strongroom.blobs import BlobStore
 from strongroom.config import Settings
-from strongroom.errors import InputError, IntegrityError, StorageError
-from strongroom.storage import ObjectStore, open_store
+from strongroom.errors import InputError
+from strongroom.storage import open_store
 
 FORMATS = ("eml", "mbox", "production")
-FETCH_BATCH = 64  # blobs in memory at once; a batch is fetched in parallel
-FETCH_THREADS = 8
 MANIFEST_NAME = "export-manifest.json"
-SUMS_NAME = "SHA256SUMS"
 
 
 @dataclass(frozen=True)
@@ -131,93 +122,6 @@ def read_records(settings: Settings, selection: Selection) -> Records:
         SELECT kafka_topic, kafka_partition, kafka_offset FROM chat_log SEMI JOIN _selected USING (message_uid)
         ORDER BY ALL""").fetchall()
     return Records(rows, arrivals, coordinates)
-
-
-# -- blobs: fetched in parallel batches, each checked --------------------------------------
-class BlobFetcher:
-    """Fetches blobs by sha256 on a thread pool; a missing or altered blob is an IntegrityError naming `what`."""
-
-    def __init__(self, store: ObjectStore, namespace: str):
-        self.blobs = BlobStore(store, namespace)
-        self.pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="export-blobs")
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-
-    def _one(self, sha256: str, what: str) -> bytes:
-        key = self.blobs.key(sha256)
-        try:
-            data = self.blobs.store.get(key)
-        except StorageError:
-            if not self.blobs.store.exists(key):
-                raise IntegrityError(f"{what}: blob {sha256} is missing from the blob store") from None
-            raise
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise IntegrityError(f"{what}: blob {sha256} does not match its sha256 (altered in the blob store)")
-        return data
-
-    def fetch(self, wanted: Iterable[tuple[str, str, Any]]) -> Iterator[tuple[Any, bytes]]:
-        """(sha256, what, tag) in -> (tag, verified bytes) out, in order, FETCH_BATCH at a time."""
-        batch: list[tuple[str, str, Any]] = []
-        for item in wanted:
-            batch.append(item)
-            if len(batch) == FETCH_BATCH:
-                yield from self._batch(batch)
-                batch = []
-        yield from self._batch(batch)
-
-    def _batch(self, batch: list[tuple[str, str, Any]]) -> Iterator[tuple[Any, bytes]]:
-        futures = [self.pool.submit(self._one, sha, what) for sha, what, _tag in batch]
-        for (_sha, _what, tag), future in zip(batch, futures):
-            yield tag, future.result()
-
-
-# -- the output folder ------------------------------------------------------------------------
-@dataclass
-class OutputFolder:
-    """A staging folder that becomes `--out` at the end; remembers every file's sha256 and size."""
-
-    final: Path
-    root: Path = field(init=False)
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    md5: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.final.exists() and (not self.final.is_dir() or any(self.final.iterdir())):
-            raise InputError(f"--out {self.final} exists and is not an empty folder; give a new folder "
-                             f"(a production holds exactly the files its manifest lists)")
-        self.root = self.final.parent / f".{self.final.name}.incomplete-{os.getpid()}"
-        try:
-            self.root.mkdir(parents=True)
-        except OSError as exc:
-            raise InputError(f"cannot create {self.root}: {exc.strerror or exc}") from exc
-
-    def write(self, relative: str, data: bytes) -> dict[str, Any]:
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        entry = {"path": relative, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        self.files[relative] = entry
-        # md5 only for the load file (review tools still ask for it); sha256 is what we vouch for.
-        self.md5[relative] = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        return entry
-
-    def add_written(self, relative: str, sha256: str, size: int) -> None:
-        self.files[relative] = {"path": relative, "sha256": sha256, "size": size}
-
-    def write_sums(self) -> str:
-        lines = "".join(f"{f['sha256']}  {f['path']}\n" for f in sorted(self.files.values(), key=lambda f: f["path"]))
-        data = lines.encode("utf-8")
-        (self.root / SUMS_NAME).write_bytes(data)
-        return hashlib.sha256(data).hexdigest()
-
-    def publish(self) -> None:
-        if self.final.exists():
-            self.final.rmdir()  # empty, checked at the start
-        os.replace(self.root, self.final)
-
-    def discard(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 # -- the export -------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.export import SUMS_NAME, BlobFetcher, OutputFolder, Records, original_path
+from consumers.blob_fetcher import BlobFetcher
+from consumers.export import Records, original_path
+from consumers.export_folder import SUMS_NAME, OutputFolder
 from consumers.manifest import Manifest, ManifestLog
 from consumers.query import _plain
 from strongroom.errors import IntegrityError

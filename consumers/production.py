@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import bisect
 import csv
-import hashlib
-import html
 import io
 import json
 import re
@@ -25,7 +23,7 @@ from consumers.blob_fetcher import BlobFetcher
 from consumers.export import Records, original_path
 from consumers.export_folder import SUMS_NAME, OutputFolder
 from consumers.manifest import Manifest, ManifestLog
-from consumers.query import _plain
+from consumers.transcripts import event_time, iso, write_transcripts
 from strongroom.errors import IntegrityError
 from strongroom.storage import ObjectStore
 
@@ -57,7 +55,8 @@ def write_production(folder: OutputFolder, fetcher: BlobFetcher, store: ObjectSt
         text = _text(doc)
         if text:
             doc.text = folder.write(f"text/{doc.docid}.txt", text.encode("utf-8"))["path"]
-    transcripts = _transcripts(folder, [d for d in docs if d.row["kind"] == "chat" and d.attachment is None])
+    transcripts = write_transcripts(folder, [(d.docid, d.native, d.row) for d in docs
+                                              if d.row["kind"] == "chat" and d.attachment is None])
     manifests = _copy_manifests(folder, store, namespace, records.coordinates)
     folder.write(LOADFILE, _loadfile(folder, docs, records.arrivals))
     folder.write("verification.json", json.dumps(_verification(docs, transcripts, manifests), indent=1).encode())
@@ -107,79 +106,11 @@ def _text(doc: Document) -> str:
         people = _people(row, role)
         if people:
             lines.append(f"{role.capitalize()}: {people}")
-    lines += [f"Date: {_iso(row.get('sent_at'))}", f"Subject: {row.get('subject') or ''}", ""]
+    lines += [f"Date: {iso(row.get('sent_at'))}", f"Subject: {row.get('subject') or ''}", ""]
     if row["parse_status"] != "ok":
         lines.append(f"[not parsed, kept as received: {row.get('parse_error')}]")
     lines.append(row.get("body_text") or "")
     return "\n".join(lines)
-
-
-# -- chat transcripts: every version of every message, per conversation ------------------
-def _transcripts(folder: OutputFolder, docs: list[Document]) -> list[dict[str, str]]:
-    conversations: dict[str, list[Document]] = {}
-    for doc in docs:
-        conversations.setdefault(doc.row.get("conversation_id") or "(none)", []).append(doc)
-    written = []
-    for conversation, items in conversations.items():
-        first = items[0].row
-        name = _UNSAFE.sub("_", first.get("channel") or conversation).strip("._")[:60] or "conversation"
-        stem = f"transcripts/{name}-{hashlib.sha256(conversation.encode()).hexdigest()[:10]}"
-        messages: dict[str, dict[str, Any]] = {}
-        for doc in items:
-            row = doc.row
-            message = messages.setdefault(row["message_uid"], {
-                "message_uid": row["message_uid"], "message_id": row.get("message_id"),
-                "thread_id": row.get("thread_id"), "parent_uid": row.get("parent_uid"),
-                "sender": _plain(row.get("sender")), "sent_at": _iso(row.get("sent_at")),
-                "versions": [], "reactions": [], "deleted_at": None})
-            event = {"docid": doc.docid, "version": row["version"], "event_type": row["event_type"],
-                     "at": _event_time(row), "sender": _plain(row.get("sender")), "text": row.get("body_text"),
-                     "attachments": _plain(row.get("attachments") or []), "headers": _plain(row.get("headers") or []),
-                     "parse_status": row["parse_status"], "parse_error": row.get("parse_error"),
-                     "native": doc.native, "raw_sha256": row["raw_sha256"]}
-            if row["event_type"] == "reaction":
-                message["reactions"].append(event)
-            else:
-                message["versions"].append(event)
-                if row["event_type"] == "deleted":
-                    message["deleted_at"] = event["at"]
-        body = {"conversation_id": conversation, "channel": first.get("channel"), "platform": first.get("platform"),
-                "workspace": first.get("workspace"), "messages": list(messages.values())}
-        json_path = folder.write(f"{stem}.json", json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8"))["path"]
-        html_path = folder.write(f"{stem}.html", _html(body).encode("utf-8"))["path"]
-        written.append({"conversation_id": conversation, "json": json_path, "html": html_path})
-    return written
-
-
-def _html(body: dict[str, Any]) -> str:
-    e = lambda value: html.escape("" if value is None else str(value))  # noqa: E731
-    out = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(body['channel'])}</title>",
-           "<style>body{font-family:sans-serif} .old{color:#777;text-decoration:line-through}"
-           " .meta{color:#555;font-size:90%} .msg{margin:1em 0;border-left:3px solid #ccc;padding-left:.6em}</style>",
-           f"</head><body><h1>{e(body['channel'])}</h1>",
-           f"<p class=\"meta\">{e(body['platform'])} · {e(body['workspace'])} · conversation {e(body['conversation_id'])}"
-           f" · every version of every message, oldest first</p>"]
-    for message in body["messages"]:
-        sender = message["sender"] or {}
-        out.append(f"<div class=\"msg\" id=\"{e(message['message_uid'])}\"><p><b>"
-                   f"{e(sender.get('name') or sender.get('user_id') or sender.get('address'))}</b> "
-                   f"<span class=\"meta\">{e(message['sent_at'])}"
-                   + (f" · reply in thread {e(message['thread_id'])}" if message["thread_id"] else "") + "</span></p>")
-        versions = message["versions"]
-        for index, version in enumerate(versions):
-            latest = index == len(versions) - 1
-            label = {"created": "sent", "edited": "edited", "deleted": "deleted"}.get(version["event_type"],
-                                                                                   version["event_type"])
-            text = "(message deleted)" if version["event_type"] == "deleted" else version["text"]
-            out.append(f"<p class=\"{'' if latest else 'old'}\">{e(text)}<br><span class=\"meta\">{label} "
-                       f"{e(version['at'])} · version {version['version']} · {e(version['docid'])}</span></p>")
-        for reaction in message["reactions"]:
-            who = reaction["sender"] or {}
-            out.append(f"<p class=\"meta\">reaction {e(reaction['text'])} by "
-                       f"{e(who.get('name') or who.get('user_id'))} at {e(reaction['at'])} · {e(reaction['docid'])}</p>")
-        out.append("</div>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
 
 
 # -- manifests: the archive's own ledger for every row produced --------------------------
@@ -227,7 +158,7 @@ def _loadfile(folder: OutputFolder, docs: list[Document], arrivals: dict[str, li
             doc.docid, doc.docid, doc.docid, doc.parent or "", row["message_uid"], row["kind"] if item is None else "attachment",
             row["platform"], row["event_type"], row["version"], _custodian(row, arrivals, sender),
             _person(sender), _people(row, "to"), _people(row, "cc"), _people(row, "bcc"),
-            row.get("subject") or "", _iso(row.get("sent_at")), _event_time(row),
+            row.get("subject") or "", iso(row.get("sent_at")), event_time(row),
             (item.get("name") or "") if item else doc.native.rsplit("/", 1)[-1], native.get("size", ""),
             item["content_type"] if item else ("message/rfc822" if row["kind"] == "email" else "application/octet-stream"),
             doc.native, doc.text, folder.md5.get(doc.native, ""), native.get("sha256", ""),
@@ -280,17 +211,6 @@ def _person(person: dict[str, Any] | None) -> str:
 
 def _people(row: dict[str, Any], role: str) -> str:
     return "; ".join(_person(r) for r in row.get("recipients") or [] if r.get("role") == role)
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if value is not None else ""
-
-
-def _event_time(row: dict[str, Any]) -> str:
-    if row.get("event_at") is not None:
-        return _iso(row["event_at"])
-    edited = next((h["value"] for h in row.get("headers") or [] if h["name"] == "edited_at"), None)
-    return edited if edited and row["event_type"] == "edited" else _iso(row.get("sent_at"))
 
 
 def _verification(docs: list[Document], transcripts: list[dict[str, str]], manifests: list[str]) -> dict[str, Any]:

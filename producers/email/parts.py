@@ -45,25 +45,32 @@ class Parts:
     flags: set[str] = field(default_factory=set)
 
 
-def walk(msg: Message, serialize_policies: dict[bytes, Any], linesep: bytes) -> Parts:
+def walk(msg: Message, raw: bytes, serialize_policies: dict[bytes, Any], linesep: bytes) -> Parts:
     """Inline text/plain and text/html bodies, attachments, nested messages and flags."""
     found = Parts()
     budget = TextBudget()
     plain: list[str] = []
     html: list[str] = []
-    stack: list[Message] = [msg]  # a stack, not recursion: nesting depth is attacker-controlled
+    cursor = 0  # where in raw the last nested message ended: parts come in document order
+    # A stack, not recursion: nesting depth is attacker-controlled. Each part with the boundaries
+    # of the multiparts around it, innermost last (a missing close delimiter ends at an outer one).
+    stack: list[tuple[Message, tuple[str, ...]]] = [(msg, ())]
     while stack:
-        part = stack.pop()
+        part, enclosing = stack.pop()
         content_type = media_type(part)
         maintype = content_type.partition("/")[0]
         _flag(part, content_type, found.flags)
         if part.is_multipart() and maintype == "multipart":
-            stack.extend(reversed(part.get_payload()))
+            boundary = _boundary(part)
+            around = (*enclosing, boundary) if boundary else enclosing
+            stack.extend((child, around) for child in reversed(part.get_payload()))
             continue
         filename = _filename(part)
         if part.is_multipart():  # message/*: the stored sub-message, serialized
             data = _message_body(part, serialize_policies[linesep])
             if content_type in _NESTED_TYPES:
+                if _transfer_encoding(part) not in ("base64", "quoted-printable"):
+                    data, cursor = exact_slice(raw, data, enclosing, cursor)
                 found.nested.append(data)
         elif ((content_type in ("text/plain", "text/html") or maintype == "multipart")
               and filename is None and part.get_content_disposition() != "attachment"):
@@ -88,6 +95,47 @@ def walk(msg: Message, serialize_policies: dict[bytes, Any], linesep: bytes) -> 
         found.flags.add("encrypted")
     found.flags |= budget.flags
     return found
+
+
+def exact_slice(raw: bytes, data: bytes, boundaries: tuple[str, ...], cursor: int) -> tuple[bytes, int]:
+    """The nested message as it stands in `raw` (byte for byte), found from its serialization
+    `data`: its first line after `cursor`, up to the line break before the next delimiter of an
+    enclosing multipart. The serialization itself when that cannot be matched with confidence (the
+    generator may respace a folded header or a delimiter line)."""
+    body = data.lstrip(b"\r\n")
+    first_line = body.split(b"\n", 1)[0].rstrip(b"\r")
+    if not first_line:
+        return data, cursor
+    leading = data[:len(data) - len(body)]  # blank lines the message itself starts with
+    start = raw.find(first_line, cursor)
+    # The message starts right after the blank line that ends its part's header block.
+    while start >= 0 and not (raw[:start - len(leading)].endswith((b"\n\n", b"\n\r\n"))
+                              and raw[start - len(leading):start] == leading):
+        start = raw.find(first_line, start + 1)
+    if start < 0:
+        return data, cursor
+    start -= len(leading)
+    end = len(raw)
+    if boundaries:
+        names = b"|".join(re.escape(b.encode("utf-8", "surrogateescape")) for b in boundaries)
+        match = re.compile(rb"\r?\n--(?:" + names + rb")(?:--)?[ \t]*(?:\r?\n|$)").search(raw, start)
+        if match is None:
+            return data, cursor
+        end = match.start()
+    candidate = raw[start:end]
+    # The same message, modulo respacing: the same last line and about the same length.
+    last = data.rstrip().rsplit(b"\n", 1)[-1].strip()
+    if candidate.rstrip().rsplit(b"\n", 1)[-1].strip() != last or abs(len(candidate) - len(data)) > 64 + len(data) // 20:
+        return data, cursor
+    return candidate, end
+
+
+def _boundary(part: Message) -> str | None:
+    try:
+        boundary = part.get_boundary()
+    except Exception:  # noqa: BLE001 - a malformed parameter: no exact slicing below this part
+        return None
+    return str(boundary) if boundary else None
 
 
 def media_type(part: Message) -> str:

@@ -106,15 +106,20 @@ def exact_slice(raw: bytes, data: bytes, boundaries: tuple[str, ...], cursor: in
     first_line = body.split(b"\n", 1)[0].rstrip(b"\r")
     if not first_line:
         return data, cursor
-    leading = data[:len(data) - len(body)]  # blank lines the message itself starts with
-    start = raw.find(first_line, cursor)
-    # The message starts right after the blank line that ends its part's header block.
-    while start >= 0 and not (raw[:start - len(leading)].endswith((b"\n\n", b"\n\r\n"))
-                              and raw[start - len(leading):start] == leading):
-        start = raw.find(first_line, start + 1)
+    # The message starts right after the blank line that ends its part's header block, with the
+    # blank lines it starts with itself, or without them (the generator writes a header-less
+    # message as a blank line and its text).
+    start = -1
+    for leading in (data[:len(data) - len(body)], b""):
+        start = raw.find(first_line, cursor)
+        while start >= 0 and not (raw[:start - len(leading)].endswith((b"\n\n", b"\n\r\n"))
+                                  and raw[start - len(leading):start] == leading):
+            start = raw.find(first_line, start + 1)
+        if start >= 0:
+            start -= len(leading)
+            break
     if start < 0:
         return data, cursor
-    start -= len(leading)
     end = len(raw)
     if boundaries:
         names = b"|".join(re.escape(b.encode("utf-8", "surrogateescape")) for b in boundaries)

@@ -139,7 +139,7 @@ def _parse(raw: bytes, base: dict[str, Any], found: dict[str, Any], blobs: dict[
     sent_at, sent_at_source = (header_date, "date-header") if header_date else fallback
 
     linesep = b"\r\n" if b"\r\n" in raw[:raw.find(b"\n") + 1] else b"\n"
-    parts = walk(msg, raw, _SERIALIZE, linesep)
+    parts = walk(msg, raw, _SERIALIZE, linesep, _PARSER.parsebytes)
     blobs.update(parts.blobs)
     nested.extend(parts.nested)
     found["headers"] = [*headers, {"name": _SENT_AT_SOURCE, "value": sent_at_source}]

@@ -6,7 +6,9 @@ payloads included, so what was signed can be verified later. message/rfc822 (and
 parts are attachments of their stored bytes and are also returned as nested messages, which
 parse_email turns into records of their own.
 
-Flags say what the message is: signed:smime, signed:pgp, encrypted, calendar, dsn, mdn.
+Flags say what the message is: signed:smime, signed:pgp, encrypted, calendar, dsn, mdn. An
+opaque S/MIME signature (application/pkcs7-mime, signed-data) is kept as its .p7m attachment and
+the entity it signs is read from it (smime.py) like any other part.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import re
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator, Generator
 from email.message import Message
-from typing import Any
+from typing import Any, Callable
 
 from producers.email.extract import TextBudget, attachment_text
+from producers.email.smime import signed_content
 from producers.email.text import b64decode, decode_header_value, decode_text, html_to_text
 from schemas.records import attachment, sha256_hex
 
@@ -29,6 +32,7 @@ _CTE_TOKEN = re.compile(r"[a-z0-9-]+")
 _NESTED_TYPES = frozenset(("message/rfc822", "message/global"))
 _SMIME_SIGNATURES = frozenset(("application/pkcs7-signature", "application/x-pkcs7-signature"))
 _SMIME_ENVELOPES = frozenset(("application/pkcs7-mime", "application/x-pkcs7-mime"))
+_ENVELOPED = frozenset(("enveloped-data", "authenveloped-data"))
 _DSN_PARTS = frozenset(("message/delivery-status", "message/global-delivery-status"))
 _PGP_SIGNED = "-----BEGIN PGP SIGNED MESSAGE-----"
 _PGP_ENCRYPTED = "-----BEGIN PGP MESSAGE-----"
@@ -45,7 +49,8 @@ class Parts:
     flags: set[str] = field(default_factory=set)
 
 
-def walk(msg: Message, raw: bytes, serialize_policies: dict[bytes, Any], linesep: bytes) -> Parts:
+def walk(msg: Message, raw: bytes, serialize_policies: dict[bytes, Any], linesep: bytes,
+         parse: Callable[[bytes], Message]) -> Parts:
     """Inline text/plain and text/html bodies, attachments, nested messages and flags."""
     found = Parts()
     budget = TextBudget()
@@ -82,6 +87,11 @@ def walk(msg: Message, raw: bytes, serialize_policies: dict[bytes, Any], linesep
             data = decoded_payload(part)
             if content_type in _NESTED_TYPES and data.strip():  # a message/rfc822 the parser left flat
                 found.nested.append(data)
+            elif content_type in _SMIME_ENVELOPES or (filename or "").lower().endswith(".p7m"):
+                inner = signed_content(data) if _param(part, "smime-type") not in _ENVELOPED else None
+                found.flags.add("signed:smime" if inner is not None else "encrypted")
+                if inner is not None:  # opaque signing: the signed entity is read like any other part
+                    stack.append((parse(inner), enclosing))
         digest = sha256_hex(data)
         found.blobs[digest] = data
         text = None if content_type in _NESTED_TYPES else attachment_text(
@@ -170,9 +180,6 @@ def _flag(part: Message, content_type: str, flags: set[str]) -> None:
         flags.add("signed:pgp")
     elif content_type in ("application/pgp-encrypted",):
         flags.add("encrypted")
-    elif content_type in _SMIME_ENVELOPES:
-        kind = _param(part, "smime-type")
-        flags.add("signed:smime" if kind == "signed-data" else "certs" if kind == "certs-only" else "encrypted")
     elif content_type in ("text/calendar", "application/ics") or (_filename(part) or "").lower().endswith(".ics"):
         flags.add("calendar")
     elif content_type == "multipart/report" or content_type in _DSN_PARTS:

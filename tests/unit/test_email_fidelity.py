@@ -17,6 +17,7 @@ from producers.capture import Capture
 from producers.email import captures, parse_email, with_nested
 from producers.email.extract import TEXT_CAP, TextBudget, attachment_text
 from producers.email.invites import invite_text
+from producers.email.smime import signed_content
 from producers.email.text import codec_name, decode_text
 from producers.email.threads import normalized_subject
 from schemas.records import sha256_hex
@@ -46,7 +47,7 @@ EXPECTED_STATUS = {
     "forwarded-nested.eml": ("ok", 4), "invite.eml": ("ok", 1), "junk-charsets.eml": ("ok", 1),
     "not-a-message.eml": ("quarantined", 1), "pgp-encrypted.eml": ("ok", 1), "pgp-inline.eml": ("ok", 1),
     "pgp-signed.eml": ("ok", 1), "rfc2231-filenames.eml": ("ok", 1), "smime-encrypted.eml": ("ok", 1),
-    "smime-signed.eml": ("ok", 1), "thread-no-ids-1.eml": ("ok", 1), "thread-no-ids-2.eml": ("ok", 1),
+    "smime-signed.eml": ("ok", 1), "smime-opaque-signed.eml": ("ok", 1), "thread-no-ids-1.eml": ("ok", 1), "thread-no-ids-2.eml": ("ok", 1),
     "thread-no-ids-other.eml": ("ok", 1), "thread-reply.eml": ("ok", 1),
 }
 
@@ -175,6 +176,24 @@ def test_smime_signed_keeps_signature_and_reads_signed_text() -> None:
     (signature,) = record["attachments"]
     assert (signature["name"], signature["content_type"]) == ("smime.p7s", "application/pkcs7-signature")
     assert capture.blobs[signature["sha256"]].startswith(b"0\x82\x01\x00")
+
+
+def test_opaque_smime_signed_content_is_read_from_the_cms() -> None:
+    """application/pkcs7-mime signed-data (BER, indefinite lengths, as openssl cms -stream writes it):
+    the signed entity's text is the body; the .p7m stays an attachment for verification."""
+    capture = _all("smime-opaque-signed.eml")[0]
+    record = capture.record
+    assert record["flags"] == ["signed:smime"]
+    assert record["body_text"] == "Opaque signed: wire 5000 EUR to account 12.\n"
+    (p7m,) = record["attachments"]
+    assert (p7m["name"], p7m["content_type"]) == ("smime.p7m", "application/pkcs7-mime")
+    assert signed_content(capture.blobs[p7m["sha256"]]).endswith(b"account 12.\r\n")
+
+
+@pytest.mark.parametrize("data", [b"", b"0", b"0\x80\x06\x09", b"0\x84\xff\xff\xff\xff", b"\x24\x80" * 100])
+def test_signed_content_of_junk_is_none(data: bytes) -> None:
+    """Truncated, oversized or absurdly nested BER gives None, never an exception."""
+    assert signed_content(data) is None
 
 
 @pytest.mark.parametrize(("name", "flags", "body"), [
@@ -313,7 +332,7 @@ def _mutate(raw: bytes, rng: random.Random) -> bytes:
     return b"\n".join(lines)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SEEDS), st.randoms(use_true_random=False), st.integers(1, 6))
 def test_structurally_mutated_mime_never_raises(seed: bytes, rng: random.Random, rounds: int) -> None:
     """Header, charset, boundary and encoding mutations of the hard fixtures parse or are quarantined,

@@ -96,13 +96,20 @@ def test_junk_charsets_fall_back_without_errors() -> None:
     assert record["subject"].startswith("hello") and record["subject"].endswith(" broken")
 
 
-@pytest.mark.parametrize(("label", "codec"), [
-    ("cp-1252", "cp1252"), ("win-1251", "cp1251"), ("windows-874", "cp874"), ("x-mac-cyrillic", "mac-cyrillic"),
-    ("ks_c_5601-1987", "cp949"), ("x-gbk", "gb18030"), ("unicode", "utf-16"), ("\"utf-8\"", "utf-8"),
-    ("base64", None), ("x-no-such", None)])
-def test_charset_labels_seen_in_the_wild(label: str, codec: str | None) -> None:
-    """Misspelled and vendor charset labels map to the codec they mean; non-text codecs to none."""
-    assert codec_name(label) == codec
+@pytest.mark.parametrize(("label", "text", "codec"), [
+    ("cp-1252", "Grüße €", "cp1252"), ("win-1251", "Привет", "cp1251"), ("windows-874", "สวัสดี", "cp874"),
+    ("x-mac-cyrillic", "Мак", "mac_cyrillic"), ("ks_c_5601-1987", "한국", "cp949"), ("x-gbk", "中文", "gb18030"),
+    ("unicode", "Grüße", "utf-16"), ("\"utf-8\"", "Grüße", "utf-8")])
+def test_charset_labels_seen_in_the_wild(label: str, text: str, codec: str) -> None:
+    """Misspelled and vendor charset labels decode as the codec they mean."""
+    assert codec_name(label) is not None
+    assert decode_text(text.encode(codec), label) == text
+
+
+@pytest.mark.parametrize("label", ["base64", "rot13", "zlib", "x-no-such", "8bit", ""])
+def test_labels_that_are_no_text_charset(label: str) -> None:
+    """Non-text codecs and unknown labels count as no charset (UTF-8, then cp1252, is tried)."""
+    assert codec_name(label) is None
 
 
 def test_every_python_text_codec_decodes_without_raising() -> None:

@@ -1,9 +1,10 @@
-"""Text of an attachment for search (attachments[].text): text, HTML, PDF, calendar invites, DSNs.
+"""Text of an attachment for search (attachments[].text): text, HTML, PDF, Office, invites, DSNs.
 
 Caps: at most TEXT_CAP characters per attachment (200,000, about 60 pages of prose) and
 MESSAGE_TEXT_BUDGET characters for all attachments of one message (1,000,000), so a record
 stays far below Kafka's 8 MiB message limit whatever was attached. PDFs are read with pypdf
-(pure Python), at most PDF_MAX_PAGES pages. The blob always keeps the whole attachment.
+(pure Python), at most PDF_MAX_PAGES pages; Office documents (docx, pptx, xlsx, OpenDocument)
+with the stdlib (office.py). The blob always keeps the whole attachment.
 
 Extraction never fails a message: any error gives no text and the "text-extraction-failed" flag.
 """
@@ -15,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 
 from producers.email.invites import invite_text
+from producers.email.office import is_office, office_text
 from producers.email.text import decode_text, html_to_text
 
 TEXT_CAP = 200_000
@@ -61,6 +63,8 @@ def attachment_text(content_type: str, name: str | None, data: bytes, charset: s
     try:
         if kind == "pdf":
             text = _pdf_text(data, min(TEXT_CAP, budget.left) + 1)
+        elif kind == "office":
+            text = office_text(data, min(TEXT_CAP, budget.left) + 1)
         else:
             text = decode_text(data, charset)
             if kind == "html":
@@ -78,6 +82,8 @@ def _kind(content_type: str, name: str, data: bytes) -> str | None:
         return "calendar"
     if content_type == "application/pdf" or name.endswith(".pdf") or data[:5] == b"%PDF-":
         return "pdf"
+    if is_office(content_type, name, data):
+        return "office"
     if content_type in ("text/html", "application/xhtml+xml") or name.endswith((".htm", ".html")):
         return "html"
     if (content_type.startswith("text/") or content_type in _TEXT_APPLICATIONS

@@ -45,7 +45,7 @@ def _attachments(record: dict) -> dict[str | None, dict]:
 EXPECTED_STATUS = {
     "attachment-text.eml": ("ok", 1), "charsets.eml": ("ok", 1), "dsn.eml": ("ok", 2),
     "forwarded-nested.eml": ("ok", 4), "invite.eml": ("ok", 1), "junk-charsets.eml": ("ok", 1),
-    "not-a-message.eml": ("quarantined", 1), "pgp-encrypted.eml": ("ok", 1), "pgp-inline.eml": ("ok", 1),
+    "not-a-message.eml": ("quarantined", 1), "office.eml": ("ok", 1), "pgp-encrypted.eml": ("ok", 1), "pgp-inline.eml": ("ok", 1),
     "pgp-signed.eml": ("ok", 1), "rfc2231-filenames.eml": ("ok", 1), "smime-encrypted.eml": ("ok", 1),
     "smime-signed.eml": ("ok", 1), "smime-opaque-signed.eml": ("ok", 1), "thread-no-ids-1.eml": ("ok", 1), "thread-no-ids-2.eml": ("ok", 1),
     "thread-no-ids-other.eml": ("ok", 1), "thread-reply.eml": ("ok", 1),
@@ -269,6 +269,16 @@ def test_text_html_and_pdf_attachments_have_text() -> None:
     assert found["minutes.html"]["text"] == "Minutes\n\nCafé budget approved"
     assert found["figures.csv"]["text"] == "region,total\nnorth,42"
     assert found["broken.pdf"]["text"] is None and found["logo.png"]["text"] is None
+    assert record["flags"] == ["text-extraction-failed"]
+
+
+def test_office_documents_have_text() -> None:
+    """docx (body before footer) and xlsx (shared strings) give their words; a corrupt docx is flagged."""
+    record = _one("office.eml")
+    found = _attachments(record)
+    assert found["terms.docx"]["text"] == "Term sheet & allocation\nPrice: 42 EUR\n\nConfidential"
+    assert found["figures.xlsx"]["text"] == "region\nNord-Süd"
+    assert found["broken.docx"]["text"] is None
     assert record["flags"] == ["text-extraction-failed"]
 
 

@@ -58,8 +58,9 @@ def walk(msg: Message, raw: bytes, serialize_policies: dict[bytes, Any], linesep
     html: list[str] = []
     cursor = 0  # where in raw the last nested message ended: parts come in document order
     # A stack, not recursion: nesting depth is attacker-controlled. Each part with the boundaries
-    # of the multiparts around it, innermost last (a missing close delimiter ends at an outer one).
-    stack: list[tuple[Message, tuple[str, ...]]] = [(msg, ())]
+    # of the multiparts around it, innermost last (a missing close delimiter ends at an outer one),
+    # or None for parts that are not in raw as such (the entity inside an opaque S/MIME signature).
+    stack: list[tuple[Message, tuple[str, ...] | None]] = [(msg, ())]
     while stack:
         part, enclosing = stack.pop()
         content_type = media_type(part)
@@ -67,14 +68,14 @@ def walk(msg: Message, raw: bytes, serialize_policies: dict[bytes, Any], linesep
         _flag(part, content_type, found.flags)
         if part.is_multipart() and maintype == "multipart":
             boundary = _boundary(part)
-            around = (*enclosing, boundary) if boundary else enclosing
+            around = (*enclosing, boundary) if boundary and enclosing is not None else enclosing
             stack.extend((child, around) for child in reversed(part.get_payload()))
             continue
         filename = _filename(part)
         if part.is_multipart():  # message/*: the stored sub-message, serialized
             data = _message_body(part, serialize_policies[linesep])
             if content_type in _NESTED_TYPES:
-                if _transfer_encoding(part) not in ("base64", "quoted-printable"):
+                if enclosing is not None and _transfer_encoding(part) not in ("base64", "quoted-printable"):
                     data, cursor = exact_slice(raw, data, enclosing, cursor)
                 found.nested.append(data)
         elif ((content_type in ("text/plain", "text/html") or maintype == "multipart")
@@ -87,11 +88,12 @@ def walk(msg: Message, raw: bytes, serialize_policies: dict[bytes, Any], linesep
             data = decoded_payload(part)
             if content_type in _NESTED_TYPES and data.strip():  # a message/rfc822 the parser left flat
                 found.nested.append(data)
-            elif content_type in _SMIME_ENVELOPES or (filename or "").lower().endswith(".p7m"):
+            elif ((content_type in _SMIME_ENVELOPES or (filename or "").lower().endswith(".p7m"))
+                  and _param(part, "smime-type") != "certs-only"):
                 inner = signed_content(data) if _param(part, "smime-type") not in _ENVELOPED else None
                 found.flags.add("signed:smime" if inner is not None else "encrypted")
                 if inner is not None:  # opaque signing: the signed entity is read like any other part
-                    stack.append((parse(inner), enclosing))
+                    stack.append((parse(inner), None))
         digest = sha256_hex(data)
         found.blobs[digest] = data
         text = None if content_type in _NESTED_TYPES else attachment_text(

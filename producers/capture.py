@@ -12,7 +12,9 @@ class Capture:
 
     `record` holds every Communication field except `ingested_at` (stamped at produce time);
     `raw_sha256`/`raw_size` describe `raw`. `blobs` maps sha256 -> bytes for every attachment
-    the record points at. A source never raises for bad input: it yields a Capture with
+    the record points at. `nested` holds the Captures of messages carried inside this one
+    (forwarded or bounced mail: records of their own, `parent_uid` pointing here), which a
+    source yields right after it. A source never raises for bad input: it yields a Capture with
     `record["parse_status"] == "quarantined"` and the error, so nothing is dropped.
     """
 
@@ -21,6 +23,7 @@ class Capture:
     raw: bytes
     record: dict[str, Any]
     blobs: dict[str, bytes] = field(default_factory=dict)
+    nested: list[Capture] = field(default_factory=list)
 
     @property
     def quarantined(self) -> bool:

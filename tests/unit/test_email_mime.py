@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from producers.capture import Capture
 from producers.email import captures, parse_email
-from producers.email.mime import decode_header_value, decode_text, html_to_text
+from producers.email.text import decode_header_value, decode_text, html_to_text
 from producers.email.sources import MboxSource
 from schemas.records import email_content_digest, email_uid, sha256_hex
 
@@ -176,7 +176,7 @@ def test_every_fixture_record_fits_the_avro_schema() -> None:
     schema = fastavro.parse_schema(json.loads((ROOT / "schemas" / "communication.avsc").read_text()))
     records = [c.record for source in (FIXTURES / "sample.mbox", FIXTURES / "maildir", FIXTURES / "eml")
                for c in captures(source)]
-    assert len(records) == 10
+    assert len(records) == 11  # 10 stored messages plus the one forwarded inside nested/forwarded.eml
     for record in records:
         buffer = io.BytesIO()
         fastavro.schemaless_writer(buffer, schema, {**record, "ingested_at": datetime.now(timezone.utc)})
@@ -226,11 +226,13 @@ def test_in_reply_to_is_used_without_references() -> None:
 
 
 def test_subject_conversation_ignores_reply_prefixes_and_case() -> None:
-    """Without any message id, replies and forwards share the hash of their bare subject."""
-    first = _parse(b"From: a@example.com\nSubject: Quarterly numbers\n\nhi\n")
-    reply = _parse(b"From: b@example.com\nSubject: RE: AW: Fwd:  quarterly   Numbers\n\nhi\n")
-    expected = "subj-" + sha256_hex(b"quarterly numbers")[:40]
-    assert first["conversation_id"] == reply["conversation_id"] == expected
+    """Without any message id, replies and forwards between the same people share the hash of
+    their bare subject and addresses; the same subject between other people is another thread."""
+    first = _parse(b"From: a@example.com\nTo: B@example.com\nSubject: Quarterly numbers\n\nhi\n")
+    reply = _parse(b"From: b@example.com\nTo: a@example.com\nSubject: RE: AW: Fwd:  quarterly   Numbers\n\nhi\n")
+    other = _parse(b"From: c@example.com\nTo: a@example.com\nSubject: Quarterly numbers\n\nhi\n")
+    expected = "subj-" + sha256_hex(b"quarterly numbers\x1fa@example.com\x1eb@example.com")[:40]
+    assert first["conversation_id"] == reply["conversation_id"] == expected != other["conversation_id"]
 
 
 # --- decoding ------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ PLATFORM = "irc"
 
 _FULL = re.compile(r"^\[?(?P<d>\d{4}-\d{2}-\d{2})[T ](?P<t>\d{2}:\d{2}(?::\d{2})?)(?:\.\d+)?(?P<z>Z|[+-]\d{2}:?\d{2})?\]?(?P<sep>\t| )(?P<rest>.*)$")
 _CLOCK = re.compile(r"^\[?(?P<t>\d{1,2}:\d{2}(?::\d{2})?)\]?\s(?P<rest>.*)$")
-_DAY_LINE = re.compile(r"^--- (?:Log opened|Day changed) (?:\w{3} )?(?P<when>.+)$")
+_DAY_LINE = re.compile(r"^--- (?:Log opened|Log closed|Day changed) (?:\w{3} )?(?P<when>.+)$")
 _FILE_DATE = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
 _MESSAGE = re.compile(r"^<\s?[@+%~&]?(?P<nick>[^>\s]+)> ?(?P<text>.*)$")
 _ACTION = re.compile(r"^(?:\*|•) (?P<nick>[^\s:]+):? (?P<text>.*)$")
@@ -84,7 +84,7 @@ class IrcLogSource:
                 if not text.strip():
                     continue
                 position = f"line {number}"
-                if opened := _DAY_LINE.match(text):
+                if opened := _DAY_LINE.match(text):  # also "Log closed": the day, nothing said
                     day = _log_day(opened.group("when")) or day
                     continue  # a client's bookkeeping line, not something said
                 try:
@@ -120,7 +120,7 @@ class IrcLogSource:
             raise InputError(f"{source}: the log gives times without a date and its name holds none; "
                              "give the day with --date YYYY-MM-DD.")
         moment = datetime.combine(day, time.fromisoformat(clock.group("t").zfill(5 if clock.group("t").count(":") == 1 else 8)))
-        return moment.replace(tzinfo=self.zone).astimezone(timezone.utc), clock.group("rest"), False
+        return moment.replace(tzinfo=self.zone).astimezone(timezone.utc), clock.group("rest").lstrip(), False
 
     def _event(self, rest: str, weechat: bool, at: datetime, source: str, position: str, raw: bytes,
                channel: str) -> ChatEvent:

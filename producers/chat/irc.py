@@ -90,6 +90,8 @@ class IrcLogSource:
                 try:
                     at, rest, weechat = self._time(text, day, source)
                     ev = self._event(rest, weechat, at, source, position, raw, channel)
+                except InputError:
+                    raise  # no date at all: the user must say which day, not one quarantine per line
                 except ValueError as exc:
                     yield quarantined(platform=PLATFORM, source=source, position=position, raw=raw,
                                       error=f"{position}: {exc}", sent_at=last, conversation_id=channel,

@@ -62,6 +62,7 @@ class MessageState:
     text: str | None
     sender: dict[str, Any] | None = None
     known: bool = True  # False when only later events were seen, not the message itself
+    thread_id: str | None = None  # later versions stay in the original's thread
 
 
 @dataclass
@@ -70,10 +71,11 @@ class VersionLedger:
 
     states: dict[str, MessageState] = field(default_factory=dict)
 
-    def created(self, uid: str, sent_at: datetime, text: str | None, sender: dict[str, Any]) -> int:
+    def created(self, uid: str, sent_at: datetime, text: str | None, sender: dict[str, Any],
+                thread_id: str | None = None) -> int:
         state = self.states.get(uid)
         if state is None:
-            self.states[uid] = MessageState(1, sent_at, text, sender)
+            self.states[uid] = MessageState(1, sent_at, text, sender, thread_id=thread_id)
         elif not state.known:
             # The original turned up after events about it: it is still version 1.
             state.sent_at, state.sender, state.known = sent_at, sender, True
@@ -135,8 +137,14 @@ class ChatEvent:
         self.version = version
         self.sent_at = state.sent_at or sent_at or at
         self.body_text = state.text if event_type == "deleted" else text
+        self.thread_id = self.thread_id or state.thread_id
         if missing:
             self.flags.append(FLAG_ORIGINAL_MISSING)
+        return self
+
+    def record_created(self, ledger: VersionLedger) -> "ChatEvent":
+        """Enter this created message in `ledger`, so later events about it find it."""
+        ledger.created(self.uid(), self.sent_at, self.body_text, self.sender, self.thread_id)
         return self
 
     def uid(self, message_id: str | None = None) -> str:

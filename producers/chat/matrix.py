@@ -140,8 +140,7 @@ class MatrixEventsSource:
             ev.body_text = _describe(kind, event, content, state.names)
         if _dict(_dict(event.get("unsigned")).get("redacted_because")):
             ev.flags.append("redacted")  # the server already stripped this event's content
-        self.ledger.created(ev.uid(), at, ev.body_text, ev.sender)
-        return ev
+        return ev.record_created(self.ledger)
 
 
 class _RoomState:

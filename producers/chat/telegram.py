@@ -53,6 +53,7 @@ class TelegramExportSource:
         except (ValueError, RecursionError) as exc:
             raise InputError(f"{self.source} is not valid JSON ({exc}).") from exc
         self.ledger = VersionLedger()
+        self.chats()  # refuse a file that is no export now, before an ingest run starts
 
     def chats(self) -> list[tuple[str, Any]]:
         doc = self.doc
@@ -116,7 +117,7 @@ class TelegramExportSource:
             ev.follow(self.ledger, native, "edited", self._time(message, "edited"), text or None, sent_at=at)
         else:
             ev.body_text = ev.body_text or text or None
-            self.ledger.created(ev.uid(), at, ev.body_text, ev.sender)
+            ev.record_created(self.ledger)
         yield ev.capture()
         yield from self._reactions(message, ev, raw)
 

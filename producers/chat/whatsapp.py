@@ -125,8 +125,7 @@ class WhatsAppExportSource:
             ev.body_text = attached.group("caption")
         else:
             ev.body_text = text
-        self.ledger.created(ev.uid(), at, ev.body_text, ev.sender)
-        return ev
+        return ev.record_created(self.ledger)
 
     def _open(self) -> tuple[str, str, "_Media"]:
         """(chat file name, its text, the export's media files)."""

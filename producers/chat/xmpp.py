@@ -170,8 +170,7 @@ class XmppReader:
             ev.body_text, ev.subject = body, _text(subject)
         if kind == "error":
             ev.flags.append("error")
-        self.ledger.created(ev.uid(), at, ev.body_text, ev.sender)
-        return ev
+        return ev.record_created(self.ledger)
 
     def _unwrap(self, outer: ET.Element) -> tuple[ET.Element, str | None, datetime | None]:
         """The message inside a MAM result or a carbon, with the archive id and the forwarded delay."""
@@ -198,7 +197,8 @@ class XmppReader:
 
     def _person(self, message: ET.Element, jid: str | None, kind: str) -> dict:
         if kind == "groupchat" and jid and "/" in jid:
-            item = child(child(message, "x", NS_MUC_USER) or ET.Element("x"), "item")
+            muc = child(message, "x", NS_MUC_USER)
+            item = child(muc, "item") if muc is not None else None
             return participant(jid, jid.partition("/")[2], bare(_attr(item, "jid")))
         return participant(bare(jid), None, bare(jid))
 

@@ -99,3 +99,16 @@ def test_bad_input_is_quarantined_or_refused(tmp_path):
     assert capture.quarantined and capture.raw == b"{not json"
     with pytest.raises(InputError):
         MatrixEventsSource(tmp_path / "missing.json")
+
+
+def test_an_edit_of_a_thread_reply_stays_in_the_thread(tmp_path):
+    """Later versions of a thread reply keep its thread, though the edit event does not name it."""
+    events = json.loads(FIXTURE.read_text())["chunk"][::-1]
+    reply = next(e for e in events if e.get("event_id") == "$t1")
+    edit = {**reply, "event_id": "$t1e", "origin_server_ts": reply["origin_server_ts"] + 1,
+            "content": {"msgtype": "m.text", "body": "* korrigiert", "m.new_content": {"msgtype": "m.text", "body": "korrigiert"},
+                        "m.relates_to": {"rel_type": "m.replace", "event_id": "$t1"}}}
+    (tmp_path / "thread.json").write_text(json.dumps([reply, edit]))
+    created, edited = (c.record for c in MatrixEventsSource(tmp_path / "thread.json"))
+    assert (edited["event_type"], edited["version"], edited["thread_id"]) == ("edited", 2, "$m1")
+    assert edited["parent_uid"] == created["parent_uid"]

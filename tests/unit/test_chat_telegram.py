@@ -75,7 +75,7 @@ def test_single_chat_export_and_bad_files(tmp_path):
     assert kinds(list(TelegramExportSource(tmp_path))) == {"created": 1, "quarantined": 1}
     (tmp_path / "other.json").write_text("[1, 2]")
     with pytest.raises(InputError):
-        TelegramExportSource(tmp_path / "other.json").chats()
+        TelegramExportSource(tmp_path / "other.json")
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(InputError):
         TelegramExportSource(tmp_path / "broken.json")

@@ -88,7 +88,7 @@ class IrcLogSource:
                     day = _log_day(opened.group("when")) or day
                     continue  # a client's bookkeeping line, not something said
                 try:
-                    at, rest, weechat = self._time(text, day, source)
+                    at, written, rest, weechat = self._time(text, day, source)
                     ev = self._event(rest, weechat, at, source, position, raw, channel)
                 except InputError:
                     raise  # no date at all: the user must say which day, not one quarantine per line
@@ -98,13 +98,14 @@ class IrcLogSource:
                                       channel=channel, workspace=self.network)
                     continue
                 last = at
-                identity = "\x1f".join((at.isoformat(), ev.sender["name"] or "", ",".join(ev.flags), ev.body_text or ""))
+                # The time as written, not as converted: another --timezone must not make new messages.
+                identity = "\x1f".join((written, ev.sender["name"] or "", ",".join(ev.flags), ev.body_text or ""))
                 seen[identity] += 1
                 ev.message_id = hashlib.sha256(f"{identity}\x1f{seen[identity]}".encode()).hexdigest()[:32]
                 yield ev.capture()
 
-    def _time(self, text: str, day: date | None, source: str) -> tuple[datetime, str, bool]:
-        """(UTC time, the rest of the line, whether it is WeeChat's tab-separated shape)."""
+    def _time(self, text: str, day: date | None, source: str) -> tuple[datetime, str, str, bool]:
+        """(UTC time, the local time as written, the rest of the line, whether it is WeeChat's shape)."""
         full = _FULL.match(text)
         if full:
             moment = datetime.fromisoformat(f"{full.group('d')}T{full.group('t')}")
@@ -114,7 +115,8 @@ class IrcLogSource:
                 moment = datetime.fromisoformat(moment.isoformat() + zone)
             else:
                 moment = moment.replace(tzinfo=self.zone)
-            return moment.astimezone(timezone.utc), full.group("rest"), full.group("sep") == "\t"
+            written = f"{full.group('d')}T{full.group('t')}{full.group('z') or ''}"
+            return moment.astimezone(timezone.utc), written, full.group("rest"), full.group("sep") == "\t"
         clock = _CLOCK.match(text)
         if not clock:
             raise ValueError("no time at the start of the line")
@@ -122,7 +124,8 @@ class IrcLogSource:
             raise InputError(f"{source}: the log gives times without a date and its name holds none; "
                              "give the day with --date YYYY-MM-DD.")
         moment = datetime.combine(day, time.fromisoformat(clock.group("t").zfill(5 if clock.group("t").count(":") == 1 else 8)))
-        return moment.replace(tzinfo=self.zone).astimezone(timezone.utc), clock.group("rest").lstrip(), False
+        return (moment.replace(tzinfo=self.zone).astimezone(timezone.utc), moment.isoformat(),
+                clock.group("rest").lstrip(), False)
 
     def _event(self, rest: str, weechat: bool, at: datetime, source: str, position: str, raw: bytes,
                channel: str) -> ChatEvent:

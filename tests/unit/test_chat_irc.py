@@ -64,3 +64,13 @@ def test_missing_date_needs_the_option(tmp_path):
 def test_reads_repeat():
     """The same logs read twice give the same identities, so a re-ingest adds nothing."""
     assert same_output(list(IrcLogSource(LOGS, channel="#strongroom")), list(IrcLogSource(LOGS, channel="#strongroom")))
+
+
+def test_identity_does_not_depend_on_the_time_zone_given():
+    """Reading the same log with another --timezone moves the times, not the identities."""
+    from zoneinfo import ZoneInfo
+
+    utc = list(IrcLogSource(LOGS / "#strongroom.log"))
+    berlin = list(IrcLogSource(LOGS / "#strongroom.log", zone=ZoneInfo("Europe/Berlin")))
+    assert [c.record["message_uid"] for c in utc] == [c.record["message_uid"] for c in berlin]
+    assert utc[1].record["sent_at"] != berlin[1].record["sent_at"]

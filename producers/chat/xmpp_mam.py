@@ -149,7 +149,11 @@ class MamPull:
             return await self._pages(client, IqError, IqTimeout)
         finally:
             client.disconnect(wait=1.0)
-            await asyncio.sleep(0)
+            if outcome.done() and outcome.result() == "ok":
+                try:  # close the stream politely; a server that does not answer is not our failure
+                    await asyncio.wait_for(client.disconnected, 5.0)
+                except asyncio.TimeoutError:
+                    pass
 
     async def _pages(self, client: Any, iq_error: type, iq_timeout: type) -> list[tuple[str, ET.Element]]:
         found: list[tuple[str, ET.Element]] = []

@@ -172,6 +172,12 @@ def test_archive_pull_is_incremental_and_keeps_every_version(settings, prosody, 
                             capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stderr
     assert "chat: read 0, produced 0" in result.stdout and "0 archived messages fetched" in result.stdout
+    refused = subprocess.run(result.args, capture_output=True, text=True, timeout=180,
+                             env={**env, "ALICE_PASSWORD": "wrong"})
+    assert refused.returncode == 2 and "refused the password" in refused.stderr.strip().splitlines()[-1]
+    unreachable = subprocess.run([*result.args[:-3], "--server", f"127.0.0.1:{_free_port()}", "--allow-unencrypted"],
+                                 capture_output=True, text=True, timeout=180, env=env)
+    assert unreachable.returncode == 3 and "Connect call failed" in unreachable.stderr
 
     talk(port, BOB, [("correct", ALICE, "b2", "Danke! Termin am Freitag", "b1"), ("say", ALICE, "b3", "Bis dann 🙂")])
     third, summary = pull(settings, port)

@@ -39,7 +39,7 @@ def build_query(text: str, kind: str | None = None, sender: str | None = None, p
     window = {k: v for k, v in (("gte", _when(since, "since")), ("lte", _when(until, "until"))) if v}
     if window:
         filters.append({"range": {"sent_at": window}})
-    must = ({"simple_query_string": {"query": text, "fields": ["subject^2", "body_text", "attachments.name",
+    must = ({"simple_query_string": {"query": text, "fields": ["subject^2", "body_text", "attachments.name", "attachments.text",
                                                                "sender.name", "channel"],
                                      "default_operator": "and"}} if text.strip() else {"match_all": {}})
     return {"bool": {"must": must, "filter": filters}}

@@ -32,7 +32,9 @@ MAPPINGS: dict[str, Any] = {
         "body_text": {"type": "text", "analyzer": "standard"},
         "attachments": {"properties": {"name": {"type": "text", "fields": {"raw": _KEYWORD}},
                                        "content_type": _KEYWORD, "size": {"type": "long"},
-                                       "sha256": _KEYWORD}},
+                                       "sha256": _KEYWORD,
+                                       # Extracted text of text/HTML/PDF/Office attachments (producers/email/extract.py).
+                                       "text": {"type": "text", "analyzer": "standard"}}},
         "raw_sha256": _KEYWORD, "raw_size": {"type": "long"},
         "parse_status": _KEYWORD, "parse_error": {"type": "text"},
     },

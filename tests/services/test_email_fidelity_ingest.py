@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 
 from consumers.archiver import ParquetArchiver
+from consumers.indexer import OpenSearchIndexer
 from consumers.query import run_query
 from consumers.runner import SinkRunner
+from consumers.search import search
 from producers.email import captures
 from producers.ingest import ingest
 from strongroom.blobs import BlobStore
@@ -55,3 +57,12 @@ def test_hard_mail_is_reported_archived_and_linked(settings, tmp_path) -> None:
         assert blobs.get(capture.record["raw_sha256"]) == capture.raw
         for sha, data in capture.blobs.items():
             assert hashlib.sha256(blobs.get(sha)).hexdigest() == sha == hashlib.sha256(data).hexdigest()
+
+
+def test_attachment_text_is_searchable(settings) -> None:
+    """Words only inside a PDF attachment find the message in the hot index."""
+    ingest(settings, "email", captures(HARD / "attachment-text.eml"))
+    SinkRunner(settings, OpenSearchIndexer(settings), settings.group("indexer")).run(until_idle=True)
+    columns, rows = search(settings, "4711 1250", limit=10)
+    found = [dict(zip(columns, row)) for row in rows]
+    assert [hit["message_uid"] for hit in found] == [captures(HARD / "attachment-text.eml").__next__().record["message_uid"]]

@@ -68,11 +68,11 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
 class JournalServer:
     """`strongroom serve smtp` as a subprocess; `port` once it listens; `stop()` sends SIGTERM."""
 
-    def __init__(self, settings: Settings, workdir: Path, *extra: str):
+    def __init__(self, settings: Settings, workdir: Path, *extra: str, port: int = 0):
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / f"smtp-{time.monotonic_ns()}.log"
         self.handle = open(self.log, "w")
-        self.process = subprocess.Popen([*STRONGROOM, "serve", "smtp", "--port", "0", *extra], cwd=workdir,
+        self.process = subprocess.Popen([*STRONGROOM, "serve", "smtp", "--port", str(port), *extra], cwd=workdir,
                                         env=settings_env(settings), stdout=subprocess.PIPE, stderr=self.handle,
                                         text=True)
         line = self.process.stdout.readline()
@@ -190,6 +190,105 @@ service imap-login {{
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Dovecot:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+
+_POSTFIX_SERVICES = """\
+{port} inet n - n - - smtpd
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+smtp unix - - n - - smtp
+relay unix - - n - - smtp
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+"""
+
+
+class Postfix:
+    """A Postfix of its own (`postfix -c DIR start-fg`): accepts mail from 127.0.0.1 on `port` and
+    relays all of it to `relay_port` (the journal), adding `always_bcc` as one more recipient."""
+
+    def __init__(self, relay_port: int, always_bcc: str):
+        self.root = _world_readable_dir("sr-postfix-")
+        self.port = free_port()
+        self.config = self.root / "etc"
+        self.config.mkdir()
+        self.log = self.root / "postfix.log"
+        (self.config / "main.cf").write_text(f"""
+compatibility_level = 3.6
+queue_directory = {self.root}/queue
+data_directory = {self.root}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = relay.strongroom.test
+mydomain = strongroom.test
+myorigin = $myhostname
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+relayhost = [127.0.0.1]:{relay_port}
+always_bcc = {always_bcc}
+smtp_dns_support_level = disabled
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+maillog_file = {self.log}
+maillog_file_prefixes = {self.root}
+""")
+        (self.config / "master.cf").write_text(_POSTFIX_SERVICES.format(port=f"127.0.0.1:{self.port}"))
+        # The queue's top belongs to root, the data directory to mail_owner; `start-fg` makes the rest.
+        (self.root / "queue").mkdir(mode=0o755)
+        (self.root / "data").mkdir(mode=0o700)
+        owner = pwd.getpwnam("postfix")
+        os.chown(self.root / "data", owner.pw_uid, owner.pw_gid)
+        self.process = subprocess.Popen(["postfix", "-c", str(self.config), "start-fg"], stdout=subprocess.DEVNULL,
+                                        stderr=open(self.root / "stderr.log", "w"))
+        wait_for_port(self.port, process=self.process, log=self.root / "stderr.log")
+
+    def flush(self) -> None:
+        """Retry every deferred message now (`postqueue -f`), instead of after the backoff."""
+        subprocess.run(["postqueue", "-c", str(self.config), "-f"], check=True, capture_output=True, timeout=60)
+
+    def wait_for_log(self, text: str, seconds: float = 90.0) -> str:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            if text in log:
+                return log
+            time.sleep(0.2)
+        raise AssertionError(f"postfix never logged {text!r}:\n{log[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            subprocess.run(["postfix", "-c", str(self.config), "stop"], capture_output=True, timeout=60)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Postfix:
         return self
 
     def __exit__(self, *_exc) -> None:

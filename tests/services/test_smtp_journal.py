@@ -13,7 +13,7 @@ from consumers.runner import SinkRunner
 from strongroom.blobs import BlobStore
 from strongroom.storage import open_store
 from tests.conftest import consume
-from tests.services.mailservers import JournalServer, free_port
+from tests.services.mailservers import JournalServer, Postfix, free_port
 
 FROM = "zoe.mueller@northwind.example"
 TO, CC, BCC = "ops@northwind.example", "audit@northwind.example", "compliance-shadow@northwind.example"
@@ -146,3 +146,34 @@ def test_broker_down_answers_451_and_the_retry_is_captured_once(settings, tmp_pa
     assert len(consume(settings, settings.topic("email"), "count", 2, seconds=10)) == 1
     assert archive(settings) == 1
     assert rows(settings, "SELECT message_id FROM email") == [("journal-9@northwind.example",)]
+
+
+def test_postfix_relay_with_always_bcc_survives_a_broker_outage(settings, tmp_path):
+    """A real Postfix relays everything to the journal and adds always_bcc: while Kafka is down the
+    journal answers 451 and Postfix keeps the message queued; once the journal is back on the real
+    broker the queued message is delivered and captured once, BCC and always_bcc in its envelope."""
+    port = free_port()
+    down = settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"}),
+        "smtp": settings.smtp.model_copy(update={"delivery_timeout_seconds": 3.0})})
+    raw = message(11)
+    with Postfix(relay_port=port, always_bcc="journal@archive.test") as postfix:
+        with JournalServer(down, tmp_path / "down", port=port) as server:
+            with smtplib.SMTP("127.0.0.1", postfix.port, timeout=60) as client:
+                assert client.sendmail(FROM, [TO, CC, BCC], raw) == {}
+            postfix.wait_for_log("451 4.3.0")
+            log = postfix.wait_for_log("status=deferred")
+            assert "status=sent" not in log
+            assert server.stop()[0] == 0
+        with JournalServer(settings, tmp_path / "up", port=port) as server:
+            postfix.flush()
+            postfix.wait_for_log("status=sent")
+            exit_code, output = server.stop()
+    assert exit_code == 0 and "email: read 1, produced 1" in output, output
+    assert archive(settings) == 1
+    (message_id, sender, envelope, raw_sha), = rows(settings, """SELECT message_id, envelope_sender,
+        [r.address FOR r IN recipients IF r.role = 'envelope'], raw_sha256 FROM email""")
+    assert (message_id, sender) == ("journal-11@northwind.example", FROM)
+    assert sorted(envelope) == sorted([TO, CC, BCC, "journal@archive.test"])
+    relayed = BlobStore(open_store(settings.storage), settings.namespace).get(raw_sha)
+    assert relayed.startswith(b"Received: from ") and relayed.endswith(raw.split(b"\r\n\r\n", 1)[1])

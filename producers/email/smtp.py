@@ -118,10 +118,10 @@ class Users:
         return hmac.compare_digest(secret.encode(), password.encode())
 
     def __call__(self, _server, _session, _envelope, mechanism: str, auth_data) -> AuthResult:
-        if isinstance(auth_data, LoginPassword):
-            ok = self.check(auth_data.login.decode("utf-8", "replace"), auth_data.password.decode("utf-8", "replace"))
-            return AuthResult(success=ok)
-        return AuthResult(success=False)
+        ok = isinstance(auth_data, LoginPassword) and self.check(
+            auth_data.login.decode("utf-8", "replace"), auth_data.password.decode("utf-8", "replace"))
+        # handled=False: aiosmtpd answers the failure (535) itself.
+        return AuthResult(success=ok, handled=False)
 
 
 class JournalHandler:

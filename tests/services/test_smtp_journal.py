@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import smtplib
+import ssl
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from consumers.archiver import ParquetArchiver
 from consumers.query import run_query
@@ -13,7 +17,7 @@ from consumers.runner import SinkRunner
 from strongroom.blobs import BlobStore
 from strongroom.storage import open_store
 from tests.conftest import consume
-from tests.services.mailservers import JournalServer, Postfix, free_port
+from tests.services.mailservers import JournalServer, Postfix, free_port, self_signed_cert
 
 FROM = "zoe.mueller@northwind.example"
 TO, CC, BCC = "ops@northwind.example", "audit@northwind.example", "compliance-shadow@northwind.example"
@@ -56,7 +60,7 @@ def test_envelope_keeps_bcc_from_smtplib_and_swaks(settings, tmp_path):
         assert code == 250 and b"archived" in answer
         (tmp_path / "second.eml").write_bytes(second)
         swaks = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(server.port), "--from", FROM,
-                                "--to", f"{TO},{BCC}", "--data", str(tmp_path / "second.eml"), "--helo", "swaks.test"],
+                                "--to", f"{TO},{BCC}", "--data", f"@{tmp_path / 'second.eml'}", "--helo", "swaks.test"],
                                capture_output=True, text=True, timeout=120)
         assert swaks.returncode == 0, swaks.stdout + swaks.stderr
         assert "250 2.0.0 Captured" in swaks.stdout
@@ -177,3 +181,46 @@ def test_postfix_relay_with_always_bcc_survives_a_broker_outage(settings, tmp_pa
     assert sorted(envelope) == sorted([TO, CC, BCC, "journal@archive.test"])
     relayed = BlobStore(open_store(settings.storage), settings.namespace).get(raw_sha)
     assert relayed.startswith(b"Received: from ") and relayed.endswith(raw.split(b"\r\n\r\n", 1)[1])
+
+
+def test_starttls_auth_and_concurrent_sessions(settings, tmp_path):
+    """With --tls-cert/--auth-file the journal takes mail only after STARTTLS and AUTH (PLAIN and
+    LOGIN, plain and PBKDF2 secrets); a dozen sessions delivering at once are each answered 250."""
+    cert, key = self_signed_cert(tmp_path)
+    salt = b"strongroom-test-salt"
+    hashed = hashlib.pbkdf2_hmac("sha256", b"exchange-pw", salt, 10_000).hex()
+    users = tmp_path / "users"
+    users.write_text(f"# journal senders\npostfix:relay-pw\nexchange:{{PBKDF2-SHA256}}10000${salt.hex()}${hashed}\n")
+    tls = ssl.create_default_context(cafile=str(cert))
+    with JournalServer(settings, tmp_path / "smtp", "--tls-cert", str(cert), "--tls-key", str(key),
+                       "--auth-file", str(users)) as server:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=60) as client:
+            client.ehlo("client.test")
+            assert client.mail(FROM)[0] == 530  # no AUTH yet
+            client.starttls(context=tls)
+            client.ehlo("client.test")
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                client.login("postfix", "wrong")
+            client.login("exchange", "exchange-pw")
+            assert client.sendmail(FROM, [TO, BCC], message(20)) == {}
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=60) as client:
+            client.starttls(context=tls)
+            client.ehlo("client.test")
+            client.user, client.password = "postfix", "relay-pw"
+            assert client.auth("LOGIN", client.auth_login)[0] == 235
+            assert client.sendmail(FROM, [TO], message(21)) == {}
+
+        def deliver(n: int) -> int:
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=120) as client:
+                client.starttls(context=tls)
+                client.login("postfix", "relay-pw")
+                client.ehlo("client.test")
+                client.mail(FROM)
+                client.rcpt(TO)
+                return client.data(message(n))[0]
+
+        with ThreadPoolExecutor(12) as pool:
+            assert list(pool.map(deliver, range(30, 42))) == [250] * 12
+        exit_code, output = server.stop()
+    assert exit_code == 0 and "email: read 14, produced 14, duplicates 0" in output, output
+    assert archive(settings) == 14

@@ -4,7 +4,9 @@
     open_source(path, format)      -> iterable RawMessage  sources.py
     parse_email(raw, ...)          -> Capture              mime.py
 
-`captures` chains the three. Nothing here talks to Kafka or the network.
+`captures` chains the three, which never touch the network. The live capture paths do:
+smtp.py (a journaling SMTP server, with journal.py for Exchange journal reports) and imap.py
+(an incremental IMAP pull).
 """
 
 from __future__ import annotations

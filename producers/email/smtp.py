@@ -171,9 +171,11 @@ class JournalHandler:
 
 
 class _JournalSMTP(SMTP):
-    # Real mail breaks the 1000-byte line limit (unwrapped HTML, base64 without folds); a journal
-    # must take it rather than bounce it.
-    line_length_limit = 1024 * 1024
+    def __init__(self, *args, line_limit: int, **kwargs):
+        # Real mail breaks the 1000-byte line limit (unwrapped HTML, base64 without folds); a
+        # journal must take it rather than bounce it, so a line may be as long as a message.
+        self.line_length_limit = line_limit
+        super().__init__(*args, **kwargs)
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -204,7 +206,7 @@ async def _serve(settings: Settings, host: str, port: int, tls: ssl.SSLContext |
     hostname = socket.gethostname()  # getfqdn() may wait on DNS
 
     def session() -> SMTP:
-        smtp = _JournalSMTP(handler, loop=loop, hostname=hostname, ident="strongroom journal",
+        smtp = _JournalSMTP(handler, line_limit=settings.smtp.max_message_bytes, loop=loop, hostname=hostname, ident="strongroom journal",
                             data_size_limit=settings.smtp.max_message_bytes, enable_SMTPUTF8=True,
                             decode_data=False, tls_context=tls, require_starttls=False,
                             authenticator=users, auth_required=users is not None,

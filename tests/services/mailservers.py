@@ -51,6 +51,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "STRONGROOM_STORAGE_URL": settings.storage.url,
         "STRONGROOM__KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "STRONGROOM__SMTP__DELIVERY_TIMEOUT_SECONDS": str(settings.smtp.delivery_timeout_seconds),
+        "STRONGROOM__IMAP__BATCH_MESSAGES": str(settings.imap.batch_messages),
         "PYTHONPATH": str(REPO),
     })
     return env

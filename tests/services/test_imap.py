@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -10,7 +11,7 @@ from consumers.archiver import ParquetArchiver
 from consumers.query import run_query
 from consumers.runner import SinkRunner
 from strongroom.storage import open_store
-from tests.services.mailservers import STRONGROOM, Dovecot, settings_env
+from tests.services.mailservers import STRONGROOM, Dovecot, free_port, settings_env
 
 USERS = {"alice": "alice-secret", "bob": "bob-app-password"}
 
@@ -45,7 +46,9 @@ def archive(settings) -> None:
 
 
 def test_first_incremental_and_uidvalidity_runs(settings, dovecot):
-    """All, then nothing, then exactly the 2 new; a renumbered folder is read again without doubling."""
+    """All, then nothing, then exactly the 2 new (in batches of 2, each checkpointed); a renumbered
+    folder is read again without doubling; \\Seen stays unset."""
+    settings = settings.model_copy(update={"imap": settings.imap.model_copy(update={"batch_messages": 2})})
     imap = dovecot.client("alice", USERS["alice"])
     imap.create_folder("Projects")
     for n in range(3):
@@ -57,7 +60,7 @@ def test_first_incremental_and_uidvalidity_runs(settings, dovecot):
     imap.append("INBOX", message(4))
     imap.append("INBOX", message(5))
     assert counts(pull(settings, dovecot, "alice")) == "email: read 2, produced 2, duplicates 0, quarantined 0, failed 0"
-    imap.select_folder("INBOX", readonly=True)
+    imap_uidvalidity = imap.select_folder("INBOX", readonly=True)[b"UIDVALIDITY"]
     flags = imap.get_flags(imap.search("ALL"))
     assert len(flags) == 5 and not any(b"\\Seen" in f for f in flags.values()), flags
 
@@ -73,6 +76,8 @@ def test_first_incremental_and_uidvalidity_runs(settings, dovecot):
     store = open_store(settings.storage)
     keys = sorted(store.list(f"{settings.namespace}/checkpoints/imap/"))
     assert [k.rsplit("/", 1)[1] for k in keys] == ["INBOX.json", "Projects.json"]
+    inbox = json.loads(store.get(keys[0]))
+    assert inbox["last_uid"] == 5 and inbox["uidvalidity"] == imap_uidvalidity
     archive(settings)
     _, found = run_query(settings, "SELECT workspace, source, source_position FROM email ORDER BY message_id")
     assert len(found) == 6
@@ -98,7 +103,8 @@ def test_same_message_in_two_mailboxes_is_one_email_and_two_arrivals(settings, d
 
 def test_tls_starttls_and_refusals(settings, dovecot):
     """Implicit TLS and STARTTLS verify the server against --ca-file; an unknown certificate, a wrong
-    password or a missing folder each end in one line and a non-zero exit, with nothing captured."""
+    password, a missing folder or Kafka down each end in one line and a non-zero exit, with
+    nothing captured and no checkpoint moved."""
     imap = dovecot.client("alice", USERS["alice"])
     imap.append("INBOX", message(8))
     imap.logout()
@@ -110,6 +116,10 @@ def test_tls_starttls_and_refusals(settings, dovecot):
     assert refused.returncode == 2 and "login as alice" in refused.stderr, refused.stderr
     missing = pull(settings, dovecot, "alice", "--plain", "--port", str(dovecot.port), "--folder", "Nope")
     assert missing.returncode == 2 and "'Nope'" in missing.stderr, missing.stderr
+    down = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"})})
+    no_kafka = pull(down, dovecot, "alice")
+    assert no_kafka.returncode == 3 and "cannot reach Kafka" in no_kafka.stderr, no_kafka.stderr
+    assert list(open_store(settings.storage).list(f"{settings.namespace}/checkpoints/")) == []
 
     tls = pull(settings, dovecot, "alice", "--tls", "--port", str(dovecot.tls_port), "--ca-file", str(dovecot.cert))
     assert counts(tls) == "email: read 1, produced 1, duplicates 0, quarantined 0, failed 0"

@@ -142,7 +142,7 @@ class Ingest:
                 self.report.write(capture, "archived")
         return callback
 
-    def _produce(self, key: bytes, value: bytes, callback) -> None:
+    def produce(self, key: bytes, value: bytes, callback) -> None:
         while True:
             try:
                 self.producer.produce(self.topic, key=key, value=value, on_delivery=callback)
@@ -190,9 +190,9 @@ class Ingest:
         return self.summary.failed
 
     def _capture(self, capture: Capture, keys: tuple[str, ...]) -> None:
-        self._produce(*self._stored_and_encoded(capture), self._on_delivery(capture, keys))
+        self.produce(*self.store_and_encode(capture), self._on_delivery(capture, keys))
 
-    def _stored_and_encoded(self, capture: Capture) -> tuple[bytes, bytes]:
+    def store_and_encode(self, capture: Capture) -> tuple[bytes, bytes]:
         """Step 2 and the record's key and value; an unencodable record becomes a quarantine record."""
         rec = capture.record
         self.blobs.put(capture.raw, rec.get("raw_sha256"))

@@ -106,8 +106,8 @@ class LiveIngest:
                     break
             wait(busy, timeout=self.timeout + 10)  # the other delivery's outcome decides ours
         try:
-            key, value = ingest._stored_and_encoded(capture)
-            ingest._produce(key, value, self._on_delivery(capture, keys, future))
+            key, value = ingest.store_and_encode(capture)
+            ingest.produce(key, value, self._on_delivery(capture, keys, future))
         except Exception as exc:
             self._settle(keys, future, exc)
             raise

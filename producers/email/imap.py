@@ -193,10 +193,11 @@ def ingest_imap(settings: Settings, account: ImapAccount, folders: list[str] | N
     handle = open(report_path, "w", encoding="utf-8") if report_path else None
     started = time.monotonic()
     try:
-        ingest = Ingest(settings, "email", handle, progress)
-        ingest.begin()
-        checkpoints = ImapCheckpoints(ingest.store, settings.namespace, account)
+        # The mailbox first: a wrong password or host should not wait on Kafka's timeouts.
         with ImapMailbox(account, settings.imap.timeout_seconds) as mailbox:
+            ingest = Ingest(settings, "email", handle, progress)
+            ingest.begin()
+            checkpoints = ImapCheckpoints(ingest.store, settings.namespace, account)
             for folder in folders or mailbox.folders():
                 _pull_folder(ingest, mailbox, checkpoints, account, folder, settings.imap.batch_messages)
         ingest.settle()

@@ -46,21 +46,35 @@ class LiveIngest:
         self._inflight: dict[str, Future] = {}
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._last_failure: tuple[float, StrongroomError | None] = (0.0, None)
 
     # -- connection ---------------------------------------------------------------------
     def connect(self) -> Ingest:
-        """The ingest, built on first use: topics, schema, receipts and a producer."""
+        """The ingest, built on first use: topics, schema, receipts and a producer. A caller that
+        waited while another's attempt failed gets that failure, not a second full timeout."""
+        waiting_since = time.monotonic()
         with self._connect_lock:
             if self._ingest is None:
-                ingest = Ingest(self.settings, self.kind, topic_timeout=self.timeout, producer_overrides={
-                    "message.timeout.ms": max(1000, int(self.timeout * 1000)),
-                    # A sender is waiting on the answer: batch briefly, not for throughput.
-                    "linger.ms": 5})
-                ingest.begin()
+                failed_at, failure = self._last_failure
+                if failure is not None and failed_at >= waiting_since:
+                    raise failure
+                try:
+                    ingest = self._build()
+                except StrongroomError as exc:
+                    self._last_failure = (time.monotonic(), exc)
+                    raise
                 self._ingest = ingest
                 self._poller = threading.Thread(target=self._serve_reports, name="delivery-reports", daemon=True)
                 self._poller.start()
         return self._ingest
+
+    def _build(self) -> Ingest:
+        ingest = Ingest(self.settings, self.kind, topic_timeout=self.timeout, producer_overrides={
+            "message.timeout.ms": max(1000, int(self.timeout * 1000)),
+            # A sender is waiting on the answer: batch briefly, not for throughput.
+            "linger.ms": 5})
+        ingest.begin()
+        return ingest
 
     def _serve_reports(self) -> None:
         assert self._ingest is not None

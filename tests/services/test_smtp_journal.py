@@ -7,6 +7,7 @@ import hashlib
 import smtplib
 import ssl
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -129,8 +130,9 @@ def test_exchange_journal_report_records_the_original_with_its_recipients(settin
 
 
 def test_broker_down_answers_451_and_the_retry_is_captured_once(settings, tmp_path):
-    """With Kafka unreachable the server answers 4xx (the sender keeps the message); sent again to
-    a server with the real broker, the message is captured, and only once."""
+    """With Kafka unreachable the server answers 4xx (the sender keeps the message), also to a
+    message in progress when SIGTERM comes; sent again to a server with the real broker, the
+    message is captured, and only once."""
     raw = message(9)
     down = settings.model_copy(update={
         "kafka": settings.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"}),
@@ -138,7 +140,13 @@ def test_broker_down_answers_451_and_the_retry_is_captured_once(settings, tmp_pa
     with JournalServer(down, tmp_path / "down") as server:
         code, answer = send(server.port, raw, FROM, [TO, BCC])
         assert 400 <= code < 500 and answer.startswith(b"4.3.0"), (code, answer)
-        exit_code, output = server.stop()
+        # SIGTERM while a message waits for Kafka: it is still answered (4xx), and the exit is clean.
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(send, server.port, message(10), FROM, [TO])
+            time.sleep(1.0)
+            exit_code, output = server.stop()
+            code, answer = pending.result()
+        assert 400 <= code < 500, (code, answer)
     assert exit_code == 0, output
 
     with JournalServer(settings, tmp_path / "up") as server:

@@ -176,13 +176,20 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(text).split()) or type(exc).__name__
 
 
-def capture_of(raw: bytes, account: ImapAccount, folder: str, uidvalidity: int, uid: int) -> Capture:
-    capture = parse_email(raw, source=f"imap://{account.user}@{account.server}/{folder}",
-                          position=f"{uidvalidity}:{uid}")
-    rec = capture.record
-    rec["workspace"] = f"{account.user}@{account.host}/{folder}"
-    rec["arrival_id"] = arrival_id({**rec, "source": f"imap://{account.user}@{account.host}/{folder}", "source_position": None})
-    return capture
+def captures_of(raw: bytes, account: ImapAccount, folder: str, uidvalidity: int, uid: int) -> list[Capture]:
+    """The records of one fetched message, each marked with the mailbox it was found in. The
+    parser of this branch makes one; where parse_email fills `Capture.nested` (forwarded and
+    bounced mail as records of their own), the list is `list(producers.email.with_nested(...))`."""
+    found = [parse_email(raw, source=f"imap://{account.user}@{account.server}/{folder}",
+                         position=f"{uidvalidity}:{uid}")]
+    mailbox = f"imap://{account.user}@{account.host}/{folder}"
+    for capture in found:
+        rec = capture.record
+        rec["workspace"] = f"{account.user}@{account.host}/{folder}"
+        # The copy's identity is the mailbox and its place in the message, not the UID.
+        place = (rec.get("source_position") or "").partition("/")[2]
+        rec["arrival_id"] = arrival_id({**rec, "source": mailbox, "source_position": place or None})
+    return found
 
 
 def ingest_imap(settings: Settings, account: ImapAccount, folders: list[str] | None = None,
@@ -223,7 +230,8 @@ def _pull_folder(ingest: Ingest, mailbox: ImapMailbox, checkpoints: ImapCheckpoi
         if len(bodies) < len(wanted):  # expunged between SEARCH and FETCH: no longer there to keep
             log.warning("%s: %d messages vanished before they could be fetched", folder, len(wanted) - len(bodies))
         for uid in sorted(bodies):
-            ingest.add(capture_of(bodies[uid], account, folder, uidvalidity, uid))
+            for capture in captures_of(bodies[uid], account, folder, uidvalidity, uid):
+                ingest.add(capture)
         if ingest.settle():
             summary = ingest.summary
             raise DeliveryError(f"{summary.line()}; {summary.failed} not acknowledged, {folder} checkpoint left "

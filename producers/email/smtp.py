@@ -75,6 +75,13 @@ def capture_of(raw: bytes, mail_from: str | None, rcpt_tos: list[str], source: s
     return capture
 
 
+def records_of(capture: Capture) -> list[Capture]:
+    """Every record one delivered message makes; the answer waits for all of them. The parser
+    of this branch makes one; where parse_email fills `Capture.nested` (forwarded and bounced
+    mail as records of their own), this is `list(producers.email.with_nested(capture))`."""
+    return [capture]
+
+
 def _add_envelope(rec: dict, sender: str | None, recipients: list[str]) -> None:
     rec["envelope_sender"] = sender.lower() if sender else None  # "<>" (a bounce) has none
     seen: set[str] = set()
@@ -154,10 +161,12 @@ class JournalHandler:
         try:
             capture = await loop.run_in_executor(self.pool, capture_of, raw, envelope.mail_from,
                                                  list(envelope.rcpt_tos), self.source)
-            future = await loop.run_in_executor(self.pool, self.live.submit, capture)
-            # The future fails by itself after librdkafka's message timeout; the margin only
+            futures = [await loop.run_in_executor(self.pool, self.live.submit, item) for item in records_of(capture)]
+            # Each future fails by itself after librdkafka's message timeout; the margin only
             # guards against a report that never comes.
-            status = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.live.timeout + 15)
+            statuses = await asyncio.wait_for(asyncio.gather(
+                *(asyncio.shield(asyncio.wrap_future(f)) for f in futures)), self.live.timeout + 15)
+            status = statuses[0]
         except (StrongroomError, asyncio.TimeoutError) as exc:
             reason = " ".join(str(exc).split())[:200] or "no acknowledgement from Kafka in time"
             log.warning("451 for a message from %s (%d bytes): %s", session.peer, len(raw), reason)

@@ -87,16 +87,37 @@ def _quarantine(capture: Capture, reason: str) -> dict:
         parse_status="quarantined", parse_error=f"record not encodable: {reason}"[:1000])
 
 
+def classify(rec: dict, seen: set[str]) -> tuple[str, tuple[str, ...]]:
+    """Step 1: "new", "arrival" or "duplicate", and the receipt keys the record settles once acknowledged.
+
+    Emails record each arrival; chat exports re-read from elsewhere are plain duplicates. A source
+    may set `arrival_id` itself when its position is not part of a copy's identity (an IMAP UID
+    that a UIDVALIDITY change renumbers)."""
+    key = receipt_key(rec["message_uid"], rec.get("version", 1))
+    arrival = None
+    if rec.get("kind") == "email":
+        rec["arrival_id"] = rec.get("arrival_id") or records.arrival_id(rec)
+        arrival = f"{key}|{rec['arrival_id']}"
+    if key not in seen:
+        return "new", (key, arrival) if arrival else (key,)
+    if arrival and arrival not in seen:
+        rec["event_type"] = "arrival"
+        return "arrival", (arrival,)
+    return "duplicate", ()
+
+
 class Ingest:
-    def __init__(self, settings: Settings, kind: str, report: IO[str] | None = None, progress=None):
+    def __init__(self, settings: Settings, kind: str, report: IO[str] | None = None, progress=None,
+                 producer_overrides: dict | None = None, topic_timeout: float = 15.0):
         self.settings = settings
         self.kind = kind
-        self.topic = ensure_topics(settings, kinds=(kind,))[0]
+        self.topic = ensure_topics(settings, kinds=(kind,), timeout=topic_timeout)[0]
         self.encode = encoder(settings, kind)
-        store = open_store(settings.storage)
-        self.blobs = BlobStore(store, settings.namespace)
-        self.receipts = Receipts(store, settings.namespace, kind)
-        self.producer = kafka_producer(settings)
+        self.store = open_store(settings.storage)
+        self.blobs = BlobStore(self.store, settings.namespace)
+        self.receipts = Receipts(self.store, settings.namespace, kind)
+        self.producer = kafka_producer(settings, **(producer_overrides or {}))
+        self.seen: set[str] = set()
         self.report = Report(report)
         self.progress = progress  # callable(items, bytes) or None
         self.summary = IngestSummary(kind)
@@ -121,7 +142,7 @@ class Ingest:
                 self.report.write(capture, "archived")
         return callback
 
-    def _produce(self, key: bytes, value: bytes, callback) -> None:
+    def produce(self, key: bytes, value: bytes, callback) -> None:
         while True:
             try:
                 self.producer.produce(self.topic, key=key, value=value, on_delivery=callback)
@@ -132,41 +153,47 @@ class Ingest:
 
     def run(self, captures: Iterable[Capture]) -> IngestSummary:
         started = time.monotonic()
-        seen = self.receipts.load()
+        self.begin()
         try:
             for capture in captures:
-                self.summary.read += 1
-                self.summary.bytes += len(capture.raw)
-                rec = capture.record
-                key = receipt_key(rec["message_uid"], rec.get("version", 1))
-                arrival = self._arrival_key(key, rec)
-                if key not in seen:
-                    seen.update((key, arrival) if arrival else (key,))
-                    self._capture(capture, (key, arrival) if arrival else (key,))
-                elif arrival and arrival not in seen:
-                    seen.add(arrival)
-                    rec["event_type"] = "arrival"
-                    self._capture(capture, (arrival,))
-                else:
-                    self.summary.duplicates += 1
-                    self.report.write(capture, "duplicate")
-                if self.progress:
-                    self.progress(1, len(capture.raw))
-                self.producer.poll(0)
+                self.add(capture)
         finally:
-            self._drain()
-            self.receipts.flush()
+            self.settle()
             self.summary.seconds = time.monotonic() - started
         return self.summary
 
-    def _arrival_key(self, key: str, rec: dict) -> str | None:
-        """Emails record each arrival; chat exports re-read from elsewhere are plain duplicates."""
-        if rec.get("kind") != "email":
-            return None
-        rec["arrival_id"] = records.arrival_id(rec)
-        return f"{key}|{rec['arrival_id']}"
+    def begin(self) -> None:
+        """Load what was captured before; `add` and `settle` may follow, as often as a source needs."""
+        self.seen = self.receipts.load()
+
+    def add(self, capture: Capture) -> None:
+        """Steps 1-3 for one item: skip a duplicate, or store its blobs and produce its record."""
+        self.summary.read += 1
+        self.summary.bytes += len(capture.raw)
+        decision, keys = classify(capture.record, self.seen)
+        if decision == "duplicate":
+            self.summary.duplicates += 1
+            self.report.write(capture, "duplicate")
+        else:
+            self.seen.update(keys)
+            self._capture(capture, keys)
+        if self.progress:
+            self.progress(1, len(capture.raw))
+        self.producer.poll(0)
+
+    def settle(self) -> int:
+        """Step 4: wait for every delivery report so far and write the receipts; returns failures so far.
+
+        A source that checkpoints its position (IMAP) calls this before moving its checkpoint."""
+        self._drain()
+        self.receipts.flush()
+        return self.summary.failed
 
     def _capture(self, capture: Capture, keys: tuple[str, ...]) -> None:
+        self.produce(*self.store_and_encode(capture), self._on_delivery(capture, keys))
+
+    def store_and_encode(self, capture: Capture) -> tuple[bytes, bytes]:
+        """Step 2 and the record's key and value; an unencodable record becomes a quarantine record."""
         rec = capture.record
         self.blobs.put(capture.raw, rec.get("raw_sha256"))
         for sha, payload in capture.blobs.items():
@@ -177,7 +204,7 @@ class Ingest:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             capture.record = rec = _quarantine(capture, str(exc))
             value = self.encode(rec)
-        self._produce(rec["message_uid"].encode(), value, self._on_delivery(capture, keys))
+        return rec["message_uid"].encode(), value
 
     def _drain(self) -> None:
         remaining = self.producer.flush(FLUSH_TIMEOUT_S)

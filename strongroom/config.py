@@ -92,6 +92,27 @@ class IndexerSettings(Section):
     idle_seconds: float = Field(5.0, gt=0)
 
 
+class SmtpSettings(Section):
+    """`strongroom serve smtp`: where it listens and how long a message may wait for Kafka."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=0, le=65535)
+    # A message is answered 250 only once Kafka acknowledged its record; past this it gets 451
+    # (try again later), which every sending MTA retries. Also librdkafka's message.timeout.ms.
+    delivery_timeout_seconds: float = Field(60.0, gt=0)
+    # Journal reports carry the original and its attachments; Exchange allows up to 150 MB.
+    max_message_bytes: int = Field(150 * 1024 * 1024, ge=1024)
+    # Deliveries whose blobs are stored in parallel; more sessions than this wait their turn.
+    workers: int = Field(8, ge=1)
+
+
+class ImapSettings(Section):
+    """`strongroom ingest imap`: how much one FETCH and one checkpoint cover."""
+
+    batch_messages: int = Field(200, ge=1)
+    timeout_seconds: float = Field(60.0, gt=0)
+
+
 class Settings(Section):
     namespace: str = "strongroom"
     kafka: KafkaSettings = KafkaSettings()
@@ -100,6 +121,8 @@ class Settings(Section):
     storage: StorageSettings = StorageSettings()
     archiver: ArchiverSettings = ArchiverSettings()
     indexer: IndexerSettings = IndexerSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    imap: ImapSettings = ImapSettings()
 
     @field_validator("namespace")
     @classmethod

@@ -7,6 +7,7 @@
     │   ├── KafkaError
     │   ├── RegistryError
     │   ├── SearchError
+    │   ├── MailServerError              an IMAP server (strongroom ingest imap)
     │   └── StorageError
     │       └── AlreadyExists            a write-once object is already there
     ├── DeliveryError                    records were not acknowledged by Kafka
@@ -51,6 +52,10 @@ class RegistryError(ServiceError):
 
 class SearchError(ServiceError):
     service = "opensearch"
+
+
+class MailServerError(ServiceError):
+    service = "mail server"
 
 
 class StorageError(ServiceError):

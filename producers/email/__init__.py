@@ -9,7 +9,9 @@
 `captures` chains the three and yields every nested message (forwarded, attached, bounced mail)
 right after the message that carries it, so one input item may give several records; the
 nested ones are at position "<parent position>/<n>". Other sources that call parse_email
-themselves use `with_nested` for the same. Nothing here talks to Kafka or the network.
+themselves use `with_nested` for the same. Nothing above talks to Kafka or the network; the live
+capture paths do: smtp.py (a journaling SMTP server, with journal.py for Exchange journal reports)
+and imap.py (an incremental IMAP pull).
 """
 
 from __future__ import annotations

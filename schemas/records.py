@@ -79,14 +79,18 @@ def attachment(content_type: str, name: str | None = None, size: int | None = No
 
 
 def arrival_id(record: dict[str, Any]) -> str:
-    """Where a copy came from: source, position in it, mailbox and SMTP envelope.
+    """Where a copy came from and what it was: source, position in it, mailbox, SMTP envelope, and
+    the copy's own bytes.
 
     A re-run over the same file is the same arrival (a duplicate, recorded nothing more); the
     journal copy and the IMAP copy of one message, or two mailboxes holding it, are two arrivals.
+    The raw hash is part of it so that bytes are never thrown away: two different originals that
+    parse to the same message (same ids and text, another MIME structure) both stay retrievable.
     """
     envelope = sorted(r.get("address") or "" for r in record.get("recipients", []) if r.get("role") == "envelope")
     return "ar-" + _digest(record.get("source") or "", record.get("source_position") or "",
-                           record.get("workspace") or "", record.get("envelope_sender") or "", "\x1e".join(envelope))
+                           record.get("workspace") or "", record.get("envelope_sender") or "", "\x1e".join(envelope),
+                           record.get("raw_sha256") or "")
 
 
 def new_record(**fields: Any) -> dict[str, Any]:

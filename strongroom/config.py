@@ -75,6 +75,12 @@ class StorageSettings(Section):
     s3_region: str = "us-east-1"
     s3_access_key: str = "strongroom"
     s3_secret_key: SecretStr = SecretStr("strongroom-local-secret")
+    # S3 Object Lock: archived Parquet files are written with a retain-until date from the
+    # retention policy, so the store itself refuses their deletion before it. The bucket must
+    # have been created with Object Lock enabled. COMPLIANCE cannot be lifted by anyone;
+    # GOVERNANCE can by a user allowed to bypass it.
+    object_lock: bool = False
+    object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
 
     @property
     def is_s3(self) -> bool:
@@ -92,6 +98,13 @@ class IndexerSettings(Section):
     idle_seconds: float = Field(5.0, gt=0)
 
 
+class RetentionSettings(Section):
+    # The retention policy file (TOML, docs/retention.md); `--policy` overrides it.
+    policy: str | None = None
+    # Who the audit trail names for this installation's commands (default: the OS user).
+    identity: str | None = None
+
+
 class Settings(Section):
     namespace: str = "strongroom"
     kafka: KafkaSettings = KafkaSettings()
@@ -100,6 +113,7 @@ class Settings(Section):
     storage: StorageSettings = StorageSettings()
     archiver: ArchiverSettings = ArchiverSettings()
     indexer: IndexerSettings = IndexerSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("namespace")
     @classmethod

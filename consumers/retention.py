@@ -34,7 +34,7 @@ from consumers.purges import PurgeLog, PurgeRecord, Replacement, sha256
 from strongroom import __version__, audit
 from strongroom.blobs import BlobStore
 from strongroom.config import Settings
-from strongroom.errors import IntegrityError
+from strongroom.errors import InputError, IntegrityError
 from strongroom.storage import ObjectStore, open_store
 
 PENDING = "_pending.json"
@@ -138,6 +138,11 @@ def _purge_partition(settings: Settings, store: ObjectStore, topic: str, partiti
             now_file = current[archived.key][0] if archived.key in current else archived
             if now_file is None:
                 continue
+            locked = store.locked_until(now_file.key)
+            if locked:
+                raise InputError(f"{now_file.key} is under S3 Object Lock until {locked.isoformat()}, but the policy "
+                                 f"purges it as of {stamp['as_of']} (a shorter policy than it was archived under, "
+                                 f"or --as-of ahead of the clock); nothing of {topic}[{partition}] was purged")
             content = store.get(now_file.key)
             if sha256(content) != now_file.sha256:
                 raise IntegrityError(f"{now_file.key} does not match its recorded sha256; run `strongroom verify` "

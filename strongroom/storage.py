@@ -36,6 +36,7 @@ class ObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def delete_many(self, keys: list[str]) -> None: ...
+    def locked_until(self, key: str) -> datetime | None: ...
     def list(self, prefix: str) -> Iterator[str]: ...
     def uri(self, key: str) -> str: ...
 
@@ -109,6 +110,9 @@ class LocalStore:
     def delete_many(self, keys: list[str]) -> None:
         for key in keys:
             self.delete(key)
+
+    def locked_until(self, key: str) -> datetime | None:
+        return None  # a directory has no retention lock
 
     def list(self, prefix: str) -> Iterator[str]:
         base = self._path(prefix) if prefix else self.root
@@ -242,6 +246,17 @@ class S3Store:
                 raise StorageError(f"S3 delete s3://{self.bucket}/{first['Key']} at {self.settings.s3_endpoint} "
                                    f"refused: {first.get('Code')}: {first.get('Message', '')} "
                                    f"({len(errors)} of {len(batch)} objects refused)")
+
+    def locked_until(self, key: str) -> datetime | None:
+        """The Object Lock retain-until date of the key's current version, if that is still ahead."""
+        from datetime import timezone
+
+        if not self.settings.object_lock:
+            return None
+        with self._translated("head", key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        until = head.get("ObjectLockRetainUntilDate")
+        return until if until and until > datetime.now(timezone.utc) else None
 
     def list(self, prefix: str) -> Iterator[str]:
         strip = len(self.prefix) + 1 if self.prefix else 0

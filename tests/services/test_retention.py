@@ -132,8 +132,9 @@ def warehouse(settings, tmp_path):
     return settings
 
 
-def strongroom(settings, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM")}
+def strongroom(settings, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command line, in the test's namespace and storage, as the compliance officer."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM")} | (env or {})
     env.update(STRONGROOM_NAMESPACE=settings.namespace, STRONGROOM_STORAGE_URL=settings.storage.url,
                STRONGROOM__RETENTION__IDENTITY="officer@northwind.example")
     return subprocess.run([sys.executable, "-m", "strongroom.cli", *args], capture_output=True, text=True,

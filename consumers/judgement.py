@@ -73,7 +73,7 @@ def explain(settings: Settings, policy: Policy, as_of: datetime, selection: str,
     """For each selected message: every rule with each of its fields matched or not, the rule that
     applies and why, when it expires, and the holds that keep it."""
     from consumers.holds import selection_sql
-    from consumers.policy import MATCH_FIELDS, field_sql
+    from consumers.policy import field_sql
 
     con, holds = judge(settings, policy, as_of)
     ranked = policy.ranked()
@@ -109,8 +109,7 @@ def explain(settings: Settings, policy: Policy, as_of: datetime, selection: str,
             why = f"no rule matches, so the default ({policy.default.keep}) applies"
         out.append({"message_uid": values["message_uid"], "sent_at": row[1], "applies": values["rule"], "why": why,
                     "expires_at": row[3], "expired": values["expired"],
-                    "held_by": [h.name for h in holds if values[f"hold:{h.name}"]], "rules": rules,
-                    "fields_checked": list(MATCH_FIELDS)})
+                    "held_by": [h.name for h in holds if values[f"hold:{h.name}"]], "rules": rules})
     return out
 
 

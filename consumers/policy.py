@@ -18,11 +18,9 @@ alike, so the explanation a user reads is the very expression the purge used.
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import re
 import tomllib
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -52,19 +50,6 @@ def parse_period(text: str) -> tuple[int, str] | None:
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"{text!r} is not a period: use a number and d, w, m or y (\"90d\", \"7y\"), or \"forever\"")
     return int(match.group(1)), match.group(2)
-
-
-def subtract(when: datetime, period: tuple[int, str]) -> datetime:
-    """`when` minus a period, calendar-aware (29 February minus a year is 28 February)."""
-    count, unit = period
-    if unit == "d":
-        return when - timedelta(days=count)
-    if unit == "w":
-        return when - timedelta(weeks=count)
-    months = count * (12 if unit == "y" else 1)
-    year, month = divmod(when.year * 12 + when.month - 1 - months, 12)
-    day = min(when.day, calendar.monthrange(year, month + 1)[1])
-    return when.replace(year=year, month=month + 1, day=day)
 
 
 class _Strict(BaseModel):
@@ -131,11 +116,6 @@ class Policy(_Strict):
                 return float("inf")
             return period[0] * {"d": 1, "w": 7, "m": 30.44, "y": 365.25}[period[1]]
         return sorted(self.rule, key=strength, reverse=True)
-
-    def cutoff(self, keep: str, as_of: datetime) -> datetime | None:
-        """Messages sent before this are expired under `keep` (None: never)."""
-        period = parse_period(keep)
-        return None if period is None else subtract(as_of, period)
 
 
 def load_policy(path: str | Path) -> tuple[Policy, str]:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
 
 from consumers.manifest import ArchivedFile
 from strongroom.storage import ObjectStore
@@ -41,7 +40,6 @@ class PurgeRecord:
     who: str
     prev_sha256: str | None = None
     writer: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()

@@ -227,9 +227,9 @@ def verify(ctx: typer.Context,
     else:
         _check_format(format)
         print(render(["topic", "partition", "earliest", "latest", "archived_through", "lag", "manifests", "rows",
-                      "dead_letters"],
+                      "dead_letters", "purged"],
                      [(p.topic, p.partition, p.earliest, p.latest, p.archived_through, p.lag, p.manifests, p.rows,
-                       p.dead_lettered) for p in report.partitions], "table"))
+                       p.dead_lettered, p.purged) for p in report.partitions], "table"))
         for finding in report.findings:
             print(f"PROBLEM {finding.problem}: {finding.where}: {finding.detail}")
         lag = sum(p.lag for p in report.partitions)

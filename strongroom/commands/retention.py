@@ -161,7 +161,7 @@ def _print_plan(result, window: dict, format: str) -> None:
                  [(r, t["messages"], t["expired"], t["held"], t["purge"]) for r, t in result.totals.items()], "table"))
     print(f"as of {result.as_of}: {result.purge_messages} messages to purge, {result.held_messages} expired but held "
           f"({', '.join(result.holds) or 'no active holds'}); hot index: {window['documents']} documents sent before "
-          f"{window['cutoff'][:10]} to drop")
+          f"{window['cutoff'][:10]} leave it (purged or not; the warehouse keeps the unpurged)")
 
 
 @retention_app.command("apply")

@@ -118,12 +118,21 @@ def _chat_file(path: Path) -> Path:
 
 
 @pytest.fixture
-def warehouse(settings, tmp_path):
+def storage_settings(request, settings, s3_settings):
+    """Local storage, or the local S3 server for the tests that purge (parametrized indirectly)."""
+    return s3_settings if getattr(request, "param", "local") == "s3" else settings
+
+
+both_stores = pytest.mark.parametrize("storage_settings", ["local", "s3"], indirect=True)
+
+
+@pytest.fixture
+def warehouse(storage_settings, tmp_path):
     """9 mails (one with an arrival copy) and 8 chat events (one edit), archived and indexed.
 
     One partition per topic, so messages of one day share a file and a purge must rewrite it
     (e1 goes, e9 stays; c2 goes, c7 is held)."""
-    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"partitions": 1})})
+    settings = storage_settings.model_copy(update={"kafka": storage_settings.kafka.model_copy(update={"partitions": 1})})
     assert ingest(settings, "email", _captures()).produced == 10
     assert ingest(settings, "chat", iter(ChatJsonlSource(_chat_file(tmp_path / "chat.jsonl")))).produced == 8
     archive(settings)
@@ -172,6 +181,7 @@ def test_plan_counts_exactly_what_expires(warehouse, tmp_path):
     assert result.holds == ["acme"]
 
 
+@both_stores
 def test_apply_purges_exactly_the_expired_and_keeps_the_held(warehouse, tmp_path):
     """After apply: the warehouse, blobs and index lose exactly the purged messages; verify is complete."""
     _holds(warehouse)
@@ -225,6 +235,7 @@ def test_apply_purges_exactly_the_expired_and_keeps_the_held(warehouse, tmp_path
     assert actions.count("retention.apply") == 2 and "retention.purge" in actions
 
 
+@both_stores
 def test_verify_after_purge_still_detects_tampering(warehouse, tmp_path):
     """A purge record edited by hand, and a rewritten file removed, are each named by verify."""
     result = strongroom(warehouse, "retention", "apply", "--policy", str(tmp_path / "policy.toml"),
@@ -241,6 +252,25 @@ def test_verify_after_purge_still_detects_tampering(warehouse, tmp_path):
     found = {(f.problem, f.where) for f in Verifier(warehouse).run(check_index=False).findings}
     assert ("purge", records[0]) in found
     assert ("missing_file", rewritten[0]) in found
+
+
+def test_a_crashed_purge_is_finished_or_undone(settings):
+    """In-flight markers: before its purge record, the new files go; after it, the old files go."""
+    from consumers.retention import recover
+
+    store = open_store(settings.storage)
+    base = f"{settings.namespace}/purges/{settings.namespace}.email/0/"
+    store.put_new(f"{settings.namespace}/warehouse/email/date=2020-01-01/new.purge00000001.parquet", b"new")
+    store.put_new(f"{settings.namespace}/warehouse/email/date=2020-01-01/old.parquet", b"old")
+    store.put(base + "_pending.json", json.dumps({"record": base + "00000001.json", "new": [
+        f"{settings.namespace}/warehouse/email/date=2020-01-01/new.purge00000001.parquet"], "old": [
+        f"{settings.namespace}/warehouse/email/date=2020-01-01/old.parquet"]}).encode())
+    assert recover(settings, store) == [f"{settings.namespace}/warehouse/email/date=2020-01-01/new.purge00000001.parquet"]
+    store.put_new(base + "00000001.json", b"{}")  # now the record had landed before the crash
+    store.put(base + "_pending.json", json.dumps({"record": base + "00000001.json", "new": [], "old": [
+        f"{settings.namespace}/warehouse/email/date=2020-01-01/old.parquet"]}).encode())
+    assert recover(settings, store) == [f"{settings.namespace}/warehouse/email/date=2020-01-01/old.parquet"]
+    assert sorted(store.list(f"{settings.namespace}/")) == [base + "00000001.json"]
 
 
 def test_policy_check_explains_the_rule_and_the_hold(warehouse, tmp_path):

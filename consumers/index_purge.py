@@ -46,9 +46,11 @@ def delete_documents(settings: Settings, targets: list[tuple[str, str]]) -> int:
 
 
 def hot_window(settings: Settings, as_of: datetime, apply: bool) -> dict:
-    """Documents sent before `as_of - opensearch.hot_window_days`: count them, and delete them if `apply`."""
+    """Documents sent before `as_of - opensearch.hot_window_days` (`as_of` no later than now): count
+    them, and delete them if `apply`."""
     client = opensearch_client(settings)
-    cutoff = as_of - timedelta(days=settings.opensearch.hot_window_days)
+    # The index serves the present: a plan "as of" next year must not empty today's hot window.
+    cutoff = min(as_of, datetime.now(timezone.utc)) - timedelta(days=settings.opensearch.hot_window_days)
     old = {"range": {"sent_at": {"lt": cutoff.astimezone(timezone.utc).isoformat()}}}
     result = {"cutoff": cutoff.isoformat(), "documents": 0, "indices_deleted": []}
     try:

@@ -234,6 +234,18 @@ def test_apply_purges_exactly_the_expired_and_keeps_the_held(warehouse, tmp_path
     actions = [e["action"] for e in audit.entries(warehouse)]
     assert actions.count("retention.apply") == 2 and "retention.purge" in actions
 
+    # Years later, the hold released: the files purged once (e9's, c7's) are purged again.
+    holds.release(warehouse, "acme", "case closed", "officer")
+    later = strongroom(warehouse, "retention", "apply", "--policy", str(tmp_path / "policy.toml"),
+                       "--as-of", "2029-01-01", "--yes", "--format", "json")
+    assert later.returncode == 0, later.stderr
+    assert json.loads(later.stdout)["messages"] == 7  # e3 e4 e5 e9, c3 c4 c7
+    assert set(by_subject(warehouse)) == {"e8"}
+    assert {r[0] for r in run_query(warehouse, "SELECT body_text FROM chat")[1]} == {"chat c5 v1", "chat c6 v1"}
+    findings = Verifier(warehouse).run()
+    assert findings.complete, findings.findings
+    assert sum(p.purged for p in findings.partitions) == 15
+
 
 @both_stores
 def test_verify_after_purge_still_detects_tampering(warehouse, tmp_path):

@@ -28,7 +28,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pyarrow.parquet as pq
 
-from consumers.manifest import ArchivedFile, Manifest, ManifestLog
+from consumers.manifest import Manifest, ManifestLog
 from consumers.purges import PurgeLog
 from consumers.query import run_query
 from consumers.search_mapping import index_pattern
@@ -135,7 +135,7 @@ class Verifier:
         expected: int | None = None
         rows = dead = count = purged_total = 0
         manifest_shas: dict[str, str] = {}
-        current = self._purges(topic, partition)
+        current, replaced = self._purges(topic, partition)
         for key in log.keys():
             data = self.store.get(key)
             manifest = Manifest.from_bytes(data)
@@ -178,16 +178,22 @@ class Verifier:
                                       "it was changed after it was written")
         for original in current:
             self.find("purge", original, f"a purge record of {where} replaced a file no manifest names")
+        for record_key, manifest_key, manifest_sha in replaced:
+            if manifest_shas.get(manifest_key) != manifest_sha:
+                self.find("purge", record_key, f"names {manifest_key} as it was not: the manifest changed "
+                                               f"after the purge, or the record was forged")
         self.report.partitions.append(PartitionReport(topic, partition, low, high, expected if expected is not None else low,
                                                       count, rows, dead, purged_total))
 
-    def _purges(self, topic: str, partition: int) -> dict[str, tuple[ArchivedFile | None, list[dict]]]:
+    def _purges(self, topic: str, partition: int):
         """Walk the partition's purge records: their chain, what each replaced, and the audit entry
-        vouching for it; returns original file key -> (file standing for it now, offsets purged)."""
+        vouching for it. Returns original file key -> (file standing for it now, offsets purged),
+        and (record, manifest key, manifest sha256) for each replacement, to check against the chain."""
         log = PurgeLog(self.store, self.settings.namespace, topic, partition)
         records = log.records()
         prev_sha = None
         standing: dict[str, str] = {}  # key of the file standing now -> its sha256
+        replaced: list[tuple[str, str, str]] = []
         for key, data, record in records:
             if record.prev_sha256 != prev_sha:
                 self.find("purge", key, "previous-purge hash does not match: a purge record before it was "
@@ -197,12 +203,13 @@ class Verifier:
                 self.find("purge", key, "no retention.purge entry of the audit trail vouches for this purge record: "
                                         "it was changed or added by hand")
             for rep in record.replacements:
+                replaced.append((key, rep.manifest, rep.manifest_sha256))
                 expected = standing.pop(rep.old.key, None)
                 if expected is not None and expected != rep.old.sha256:
                     self.find("purge", key, f"replaced {rep.old.key} with a sha256 other than the file it superseded")
                 if rep.new:
                     standing[rep.new.key] = rep.new.sha256
-        return log.current_files(records)
+        return log.current_files(records), replaced
 
     def _audited_purges(self) -> set[str]:
         if self._vouched is None:

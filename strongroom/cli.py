@@ -356,8 +356,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # `python -m strongroom.cli` runs this file as __main__, a second copy of the module; the command
-    # modules extended the app of the imported `strongroom.cli`, so that is the one to run.
-    from strongroom.cli import main as imported_main
+    # `python -m strongroom.cli` runs this file as __main__, a second copy of the module; the
+    # command groups in strongroom/commands/ register on the importable strongroom.cli, so run that.
+    from strongroom import cli
 
-    imported_main()
+    cli.main()

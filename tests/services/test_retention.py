@@ -318,3 +318,13 @@ def test_holds_are_versioned_and_listed(warehouse):
         ("acme", "released", 2, "officer@northwind.example")]
     store = open_store(warehouse.storage)
     assert len([k for k in store.list(f"{warehouse.namespace}/holds/acme/")]) == 2
+
+
+def test_a_hold_by_query(warehouse):
+    """--query narrows a hold to the messages an SQL returns; SQL without message_uid is refused."""
+    result = strongroom(warehouse, "hold", "create", "e4-only", "--query",
+                        "SELECT message_uid FROM email WHERE subject = 'mail e4'", "--reason", "one mail")
+    assert result.returncode == 0 and ": 1 messages held" in result.stdout, result.stderr
+    bad = strongroom(warehouse, "hold", "create", "bad", "--query", "SELECT subject FROM email", "--reason", "r")
+    assert bad.returncode == 2 and "must return a message_uid column" in bad.stderr
+    assert [h.name for h in holds.all_holds(warehouse)] == ["e4-only"]

@@ -66,6 +66,12 @@ class ParquetArchiver:
         self.heads: dict[PartitionKey, str | None] = {}
         self.files_written = 0
         self.rows_written = 0
+        # Under S3 Object Lock each file is locked until its first message expires by the policy.
+        self.policy = None
+        if settings.storage.object_lock and settings.retention.policy:
+            from consumers.policy import load_policy
+
+            self.policy = load_policy(settings.retention.policy)[0]
 
     # -- assignment: recover, then resume after the manifest chain -------------------------
     def assigned(self, partitions: list[PartitionKey]) -> dict[PartitionKey, int | None]:
@@ -125,11 +131,15 @@ class ParquetArchiver:
         return [key for key, buf in self.buffers.items() if buf.first_offset is not None]
 
     # -- flush: files, then manifest; the runner commits after ------------------------------
-    def _encode(self, rows: list[dict]) -> bytes:
+    def _encode(self, rows: list[dict]) -> tuple[bytes, dict]:
         table = pa.Table.from_pylist(rows, schema=self.schema)
         out = io.BytesIO()
         pq.write_table(table, out, compression="zstd", row_group_size=self.limits.row_group_rows)
-        return out.getvalue()
+        if self.policy is None:
+            return out.getvalue(), {}
+        from consumers.judgement import retain_until
+
+        return out.getvalue(), {"retain_until": retain_until(self.policy, table)}
 
     def flush(self, key: PartitionKey) -> int | None:
         buf = self.buffers.get(key)
@@ -155,13 +165,13 @@ class ParquetArchiver:
             first = min(r["kafka_offset"] for r in rows)
             file_key = (f"{self.settings.namespace}/warehouse/{table_of(topic)}/date={date}/"
                         f"{topic}+{partition}+{first}.parquet")
-            encoded.append((file_key, date, len(rows), self._encode(rows)))
+            encoded.append((file_key, date, len(rows), *self._encode(rows)))
         # 1. say what is about to be written, so a crash from here on can be undone;
         log.mark_pending(manifest_key, [f[0] for f in encoded])
         files = []
-        for file_key, date, count, data in encoded:
+        for file_key, date, count, data, lock in encoded:
             # 2. each file written once;
-            if not self.store.put_new(file_key, data):
+            if not self.store.put_new(file_key, data, **lock):
                 raise IntegrityError(f"{file_key} already exists but no manifest covers it; "
                                      f"restart the archiver so recovery can resolve it")
             files.append(ArchivedFile(file_key, count, len(data), hashlib.sha256(data).hexdigest(), date))

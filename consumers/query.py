@@ -56,7 +56,11 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
         _load_httpfs(con)
         _s3_secret(con, settings)
     empty = serde.arrow_schema().empty_table()
-    con.register("_strongroom_empty", empty)
+    # A DuckDB table, not a registered Arrow scan: a join pushes a bloom filter into its scans,
+    # which an Arrow scan refuses ("Pushdown Filter Type BLOOM_FILTER is not ... supported").
+    con.register("_strongroom_empty_arrow", empty)
+    con.execute("CREATE TEMP TABLE _strongroom_empty AS SELECT * FROM _strongroom_empty_arrow")
+    con.unregister("_strongroom_empty_arrow")
     for table in TABLES:
         prefix = f"{settings.namespace}/warehouse/{table}/"
         has_files = any(key.endswith(".parquet") for key in store.list(prefix))

@@ -8,9 +8,14 @@ Reconciles three independent records of the same history:
    overlap), each offset accounted for as a row or a dead letter, starting no later than the
    earliest offset Kafka still holds;
 3. the files: each file a manifest names must exist with its recorded sha256 and row count, and
-   no Parquet file may sit in the warehouse without a manifest naming it.
+   no Parquet file may sit in the warehouse without a manifest naming it. Where retention purged
+   rows (consumers/purges.py), the file standing for the archived one is its replacement, and
+   the purged offsets count as accounted for; the purge records must form their own unbroken
+   chain, each naming the manifest and the file it replaced as they were, and each must be
+   vouched for by a `retention.purge` entry of the audit trail.
 
-Then the hot index: documents per day and kind against the warehouse's rows (`index drift`).
+Then the hot index: documents per day and kind against the warehouse's rows (`index drift`),
+for the days inside the hot window only (older documents are dropped from the index on purpose).
 Offsets past the last manifest are lag (not yet archived), reported but not a failure.
 """
 
@@ -19,11 +24,12 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import pyarrow.parquet as pq
 
 from consumers.manifest import Manifest, ManifestLog
+from consumers.purges import PurgeLog
 from consumers.query import run_query
 from consumers.search_mapping import index_pattern
 from strongroom.clients import kafka_admin, kafka_consumer, opensearch_client
@@ -36,7 +42,8 @@ KINDS = ("email", "chat")
 
 @dataclass
 class Finding:
-    problem: str  # gap, overlap, chain, unaccounted, missing_file, altered_file, row_count, unreferenced_file, index_drift
+    problem: str  # gap, overlap, chain, unaccounted, missing_file, altered_file, row_count, unreferenced_file,
+    # purge, index_drift
     where: str
     detail: str
 
@@ -51,6 +58,7 @@ class PartitionReport:
     manifests: int
     rows: int
     dead_lettered: int
+    purged: int = 0
 
     @property
     def lag(self) -> int:
@@ -85,6 +93,7 @@ class Verifier:
         self.since, self.until = since, until
         self.report = VerifyReport()
         self.referenced: set[str] = set()
+        self._vouched: set[str] | None = None
 
     def find(self, problem: str, where: str, detail: str) -> None:
         self.report.findings.append(Finding(problem, where, detail))
@@ -124,10 +133,13 @@ class Verifier:
         log = ManifestLog(self.store, self.settings.namespace, topic, partition)
         prev_sha: str | None = None
         expected: int | None = None
-        rows = dead = count = 0
+        rows = dead = count = purged_total = 0
+        manifest_shas: dict[str, str] = {}
+        current, replaced = self._purges(topic, partition)
         for key in log.keys():
             data = self.store.get(key)
             manifest = Manifest.from_bytes(data)
+            manifest_shas[key] = hashlib.sha256(data).hexdigest()
             count += 1
             if manifest.prev_manifest_sha256 != prev_sha:
                 self.find("chain", key, "previous-manifest hash does not match: a manifest before it was "
@@ -142,9 +154,20 @@ class Verifier:
                 self.find("unaccounted", key, f"{span} offsets, {manifest.rows} rows, "
                                               f"{len(manifest.dead_lettered)} dead letters")
             for archived in manifest.files:
-                self.referenced.add(archived.key)
+                standing, purged = current.pop(archived.key, (archived, []))
+                if purged:
+                    outside = [p["offset"] for p in purged
+                               if not manifest.first_offset <= p["offset"] <= manifest.last_offset]
+                    if outside or (standing.rows if standing else 0) + len(purged) != archived.rows:
+                        self.find("unaccounted", archived.key,
+                                  f"{archived.rows} rows archived, {standing.rows if standing else 0} left and "
+                                  f"{len(purged)} purged" + (f"; offsets {outside[:5]} outside {key}" if outside else ""))
+                    purged_total += len(purged)
+                if standing is None:
+                    continue
+                self.referenced.add(standing.key)
                 if _in_range(archived.date, self.since, self.until):
-                    self._file(archived, key)
+                    self._file(standing, key)
             rows += manifest.rows
             dead += len(manifest.dead_lettered)
             prev_sha = hashlib.sha256(data).hexdigest()
@@ -153,8 +176,48 @@ class Verifier:
                 and committed.metadata != prev_sha and committed.offset == expected:
             self.find("chain", where, "the newest manifest does not match the hash committed with its offset: "
                                       "it was changed after it was written")
+        for original in current:
+            self.find("purge", original, f"a purge record of {where} replaced a file no manifest names")
+        for record_key, manifest_key, manifest_sha in replaced:
+            if manifest_shas.get(manifest_key) != manifest_sha:
+                self.find("purge", record_key, f"names {manifest_key} as it was not: the manifest changed "
+                                               f"after the purge, or the record was forged")
         self.report.partitions.append(PartitionReport(topic, partition, low, high, expected if expected is not None else low,
-                                                      count, rows, dead))
+                                                      count, rows, dead, purged_total))
+
+    def _purges(self, topic: str, partition: int):
+        """Walk the partition's purge records: their chain, what each replaced, and the audit entry
+        vouching for it. Returns original file key -> (file standing for it now, offsets purged),
+        and (record, manifest key, manifest sha256) for each replacement, to check against the chain."""
+        log = PurgeLog(self.store, self.settings.namespace, topic, partition)
+        records = log.records()
+        prev_sha = None
+        standing: dict[str, str] = {}  # key of the file standing now -> its sha256
+        replaced: list[tuple[str, str, str]] = []
+        for key, data, record in records:
+            if record.prev_sha256 != prev_sha:
+                self.find("purge", key, "previous-purge hash does not match: a purge record before it was "
+                                        "changed, removed or inserted")
+            prev_sha = hashlib.sha256(data).hexdigest()
+            if prev_sha not in self._audited_purges():
+                self.find("purge", key, "no retention.purge entry of the audit trail vouches for this purge record: "
+                                        "it was changed or added by hand")
+            for rep in record.replacements:
+                replaced.append((key, rep.manifest, rep.manifest_sha256))
+                expected = standing.pop(rep.old.key, None)
+                if expected is not None and expected != rep.old.sha256:
+                    self.find("purge", key, f"replaced {rep.old.key} with a sha256 other than the file it superseded")
+                if rep.new:
+                    standing[rep.new.key] = rep.new.sha256
+        return log.current_files(records), replaced
+
+    def _audited_purges(self) -> set[str]:
+        if self._vouched is None:
+            from strongroom import audit
+
+            self._vouched = {entry["what"].get("sha256") for entry in audit.entries(self.settings)
+                             if entry["action"] == "retention.purge"}
+        return self._vouched
 
     def _file(self, archived, manifest_key: str) -> None:
         self.report.files_checked += 1
@@ -182,9 +245,9 @@ class Verifier:
 
     # -- the hot index against the warehouse -----------------------------------------------------
     def _index_drift(self) -> None:
-        where = ["1 = 1"]
-        if self.since:
-            where.append(f"date >= DATE '{self.since}'")
+        window = (datetime.now(timezone.utc) - timedelta(days=self.settings.opensearch.hot_window_days)).date()
+        since = max(self.since, window) if self.since else window
+        where = [f"date >= DATE '{since}'"]
         if self.until:
             where.append(f"date <= DATE '{self.until}'")
         _cols, rows = run_query(self.settings, f"""SELECT kind, CAST(CAST(sent_at AS DATE) AS VARCHAR), count(*)
@@ -192,7 +255,7 @@ class Verifier:
         warehouse = {(k, d): n for k, d, n in rows}
         client = opensearch_client(self.settings)
         body = {"size": 0, "query": {"range": {"sent_at": {k: str(v) for k, v in
-                                                         (("gte", self.since), ("lte", self.until)) if v}}},
+                                                         (("gte", since), ("lte", self.until)) if v}}},
                 "aggs": {"kind": {"terms": {"field": "kind", "size": 10},
                                   "aggs": {"day": {"date_histogram": {"field": "sent_at", "calendar_interval": "day",
                                                                       "format": "yyyy-MM-dd", "min_doc_count": 1}}}}}}

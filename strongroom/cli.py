@@ -167,8 +167,11 @@ def query(ctx: typer.Context, sql: str = typer.Argument(..., help="SQL over the 
           format: str = typer.Option("table", "--format", help="table, json or csv.")):
     """Ask the warehouse anything in SQL (DuckDB)."""
     from consumers.query import render, run_query
+    from strongroom import audit
 
-    columns, rows = run_query(settings_of(ctx), sql)
+    settings = settings_of(ctx)
+    columns, rows = run_query(settings, sql)
+    audit.record(settings, "query", {"sql": sql}, len(rows))
     print(render(columns, rows, _check_format(format)))
 
 
@@ -184,9 +187,12 @@ def search(ctx: typer.Context, text: str = typer.Argument("", help="Words to fin
     """Search the hot index."""
     from consumers.query import render
     from consumers.search import search as run_search
+    from strongroom import audit
 
-    columns, rows = run_search(settings_of(ctx), text, limit=limit, kind=kind, sender=sender,
-                               participant=participant, since=since, until=until)
+    settings = settings_of(ctx)
+    filters = dict(kind=kind, sender=sender, participant=participant, since=since, until=until)
+    columns, rows = run_search(settings, text, limit=limit, **filters)
+    audit.record(settings, "search", {"text": text, "limit": limit, **filters}, len(rows))
     print(render(columns, rows, _check_format(format)))
 
 
@@ -209,15 +215,21 @@ def verify(ctx: typer.Context,
         except ValueError as exc:
             raise InputError(f"--{name} {value!r} is not a date (YYYY-MM-DD)") from exc
 
-    report = Verifier(settings_of(ctx), day(since, "since"), day(until, "until")).run(check_index=not skip_index)
+    from strongroom import audit
+
+    settings = settings_of(ctx)
+    report = Verifier(settings, day(since, "since"), day(until, "until")).run(check_index=not skip_index)
+    audit.record(settings, "verify", {"since": since, "until": until, "skip_index": skip_index,
+                                      "complete": report.complete, "problems": sorted({f.problem for f in report.findings})},
+                 len(report.findings))
     if format == "json":
         print(json.dumps(report.to_json(), indent=1))
     else:
         _check_format(format)
         print(render(["topic", "partition", "earliest", "latest", "archived_through", "lag", "manifests", "rows",
-                      "dead_letters"],
+                      "dead_letters", "purged"],
                      [(p.topic, p.partition, p.earliest, p.latest, p.archived_through, p.lag, p.manifests, p.rows,
-                       p.dead_lettered) for p in report.partitions], "table"))
+                       p.dead_lettered, p.purged) for p in report.partitions], "table"))
         for finding in report.findings:
             print(f"PROBLEM {finding.problem}: {finding.where}: {finding.detail}")
         lag = sum(p.lag for p in report.partitions)

@@ -75,6 +75,12 @@ class StorageSettings(Section):
     s3_region: str = "us-east-1"
     s3_access_key: str = "strongroom"
     s3_secret_key: SecretStr = SecretStr("strongroom-local-secret")
+    # S3 Object Lock: archived Parquet files are written with a retain-until date from the
+    # retention policy, so the store itself refuses their deletion before it. The bucket must
+    # have been created with Object Lock enabled. COMPLIANCE cannot be lifted by anyone;
+    # GOVERNANCE can by a user allowed to bypass it.
+    object_lock: bool = False
+    object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
 
     @property
     def is_s3(self) -> bool:
@@ -113,6 +119,13 @@ class ImapSettings(Section):
     timeout_seconds: float = Field(60.0, gt=0)
 
 
+class RetentionSettings(Section):
+    # The retention policy file (TOML, docs/retention.md); `--policy` overrides it.
+    policy: str | None = None
+    # Who the audit trail names for this installation's commands (default: the OS user).
+    identity: str | None = None
+
+
 class Settings(Section):
     namespace: str = "strongroom"
     kafka: KafkaSettings = KafkaSettings()
@@ -123,6 +136,7 @@ class Settings(Section):
     indexer: IndexerSettings = IndexerSettings()
     smtp: SmtpSettings = SmtpSettings()
     imap: ImapSettings = ImapSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("namespace")
     @classmethod

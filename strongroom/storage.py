@@ -5,12 +5,19 @@ replaces an existing object: on S3 a conditional put (`If-None-Match: *`), local
 from a fully written, fsynced temporary file (link fails if the name exists). Retries of the same
 write therefore cannot clobber what is already archived. `put` (overwrite) is only for control
 files such as an in-flight flush marker.
+
+With `storage.object_lock` on an S3 bucket created with Object Lock, `put_new(..., retain_until=)`
+stores the object with that retain-until date (mode `storage.object_lock_mode`), and deletes
+remove every version of a key, so the store itself refuses a deletion before that date (a plain
+delete on a versioned bucket would only hide the object behind a delete marker). A local
+directory has no such lock: `retain_until` is accepted and ignored there.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from datetime import datetime
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -23,11 +30,13 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 
 class ObjectStore(Protocol):
-    def put_new(self, key: str, data: bytes) -> bool: ...
+    def put_new(self, key: str, data: bytes, retain_until: datetime | None = None) -> bool: ...
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def delete_many(self, keys: list[str]) -> None: ...
+    def locked_until(self, key: str) -> datetime | None: ...
     def list(self, prefix: str) -> Iterator[str]: ...
     def uri(self, key: str) -> str: ...
 
@@ -64,7 +73,7 @@ class LocalStore:
         finally:
             os.close(fd)
 
-    def put_new(self, key: str, data: bytes) -> bool:
+    def put_new(self, key: str, data: bytes, retain_until: datetime | None = None) -> bool:
         path = self._path(key)
         tmp = self._write_temp(path, data)
         try:
@@ -97,6 +106,13 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
+    def locked_until(self, key: str) -> datetime | None:
+        return None  # a directory has no retention lock
 
     def list(self, prefix: str) -> Iterator[str]:
         base = self._path(prefix) if prefix else self.root
@@ -145,23 +161,29 @@ class S3Store:
             raise StorageError(f"S3 {action} s3://{self.bucket}/{self._key(key)} at {self.settings.s3_endpoint} "
                                f"failed: {_s3_reason(exc)}") from exc
 
-    def put_new(self, key: str, data: bytes) -> bool:
+    def _lock_args(self, retain_until: datetime | None) -> dict:
+        if not self.settings.object_lock or retain_until is None:
+            return {}
+        return {"ObjectLockMode": self.settings.object_lock_mode, "ObjectLockRetainUntilDate": retain_until}
+
+    def put_new(self, key: str, data: bytes, retain_until: datetime | None = None) -> bool:
         from botocore.exceptions import ClientError
 
         with self._translated("put", key):
             try:
                 if len(data) > MULTIPART_THRESHOLD:
-                    self._multipart_new(key, data)
+                    self._multipart_new(key, data, self._lock_args(retain_until))
                 else:
-                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*",
+                                           **self._lock_args(retain_until))
             except ClientError as exc:
                 if _s3_code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
                     return False
                 raise
         return True
 
-    def _multipart_new(self, key: str, data: bytes) -> None:
-        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
+    def _multipart_new(self, key: str, data: bytes, lock: dict) -> None:
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key), **lock)
         upload_id = upload["UploadId"]
         try:
             parts = []
@@ -196,8 +218,45 @@ class S3Store:
         return True
 
     def delete(self, key: str) -> None:
+        if self.settings.object_lock:
+            self.delete_many([key])
+            return
         with self._translated("delete", key):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Batches of up to 1000 keys per request; under Object Lock every version of each key."""
+        targets: list[dict] = []
+        for key in keys:
+            if not self.settings.object_lock:
+                targets.append({"Key": self._key(key)})
+                continue
+            with self._translated("list versions of", key):
+                listing = self.client.list_object_versions(Bucket=self.bucket, Prefix=self._key(key))
+            targets.extend({"Key": v["Key"], "VersionId": v["VersionId"]}
+                           for v in listing.get("Versions", []) + listing.get("DeleteMarkers", [])
+                           if v["Key"] == self._key(key))
+        for start in range(0, len(targets), 1000):
+            batch = targets[start:start + 1000]
+            with self._translated("delete", batch[0]["Key"][len(self.prefix) + 1 if self.prefix else 0:]):
+                response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            errors = response.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise StorageError(f"S3 delete s3://{self.bucket}/{first['Key']} at {self.settings.s3_endpoint} "
+                                   f"refused: {first.get('Code')}: {first.get('Message', '')} "
+                                   f"({len(errors)} of {len(batch)} objects refused)")
+
+    def locked_until(self, key: str) -> datetime | None:
+        """The Object Lock retain-until date of the key's current version, if that is still ahead."""
+        from datetime import timezone
+
+        if not self.settings.object_lock:
+            return None
+        with self._translated("head", key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        until = head.get("ObjectLockRetainUntilDate")
+        return until if until and until > datetime.now(timezone.utc) else None
 
     def list(self, prefix: str) -> Iterator[str]:
         strip = len(self.prefix) + 1 if self.prefix else 0

@@ -25,6 +25,7 @@ from consumers.blob_fetcher import BlobFetcher
 from consumers.export_folder import SUMS_NAME, OutputFolder
 from consumers.query import _plain, connect
 from strongroom import __version__
+from strongroom import audit
 from strongroom.config import Settings
 from strongroom.errors import InputError
 from strongroom.storage import open_store
@@ -181,8 +182,10 @@ def export(settings: Settings, selection: Selection, out: Path, fmt: str | None 
     summary = ExportSummary(out, fmt, messages=len({r["message_uid"] for r in records.rows}),
                             versions=len(records.rows), documents=documents, files=len(folder.files) + 1,
                             bytes=sum(f["size"] for f in folder.files.values()), sums_sha256=sums)
-    # audit: record the export here: who (getpass.getuser()), when, selection.by/value/sql, fmt, out,
-    # summary counts and summary.sums_sha256 (the one hash that pins every exported file).
+    # The audit entry pins the production: its SHA256SUMS hash covers every file handed over.
+    audit.record(settings, "export", {"by": selection.by, "value": selection.value, "sql": selection.sql,
+                                      "format": fmt, "out": str(out), "versions": summary.versions,
+                                      "files": summary.files, "sha256sums": summary.sums_sha256}, summary.messages)
     return summary
 
 

@@ -271,3 +271,24 @@ def test_an_altered_or_missing_original_stops_the_export(archived, tmp_path):
     assert sha((tmp_path / "restored" / "originals" / f"{uid}.eml").read_bytes()) == archived["email"][uid]
     with pytest.raises(InputError):
         select(settings)
+
+
+def test_a_legal_hold_case_is_produced_and_the_export_audited(archived, tmp_path):
+    """hold create, then export --case: a production of the custodian's mail; the audit log pins its SHA256SUMS."""
+    created = cli(archived, "hold", "create", "zoe-matter", "--custodian", "zoe@northwind.example",
+                  "--reason", "litigation notice 2026-11")
+    assert created.returncode == 0, created.stderr
+    out = tmp_path / "case"
+    done = cli(archived, "export", "--case", "zoe-matter", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sums_check(out).returncode == 0
+    with open(out / "loadfile.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    emails = [r for r in rows if r["KIND"] == "email" and not r["PARENT_DOCID"]]
+    assert emails and all("zoe@northwind.example" in (r["FROM"] + r["TO"] + r["CC"] + r["BCC"]).lower() for r in emails)
+    log = cli(archived, "audit-log", "--format", "json")
+    entries = json.loads(log.stdout)
+    exported = [e for e in entries if e["action"] == "export" and e["what"]["value"] == "zoe-matter"]
+    assert len(exported) == 1
+    assert exported[0]["what"]["sha256sums"] == hashlib.sha256((out / "SHA256SUMS").read_bytes()).hexdigest()
+    assert cli(archived, "audit-log", "--verify").returncode == 0

@@ -13,7 +13,8 @@ from typing import Any
 from producers.capture import Capture
 from schemas.records import CHAT_TOPIC_KIND, new_record, sha256_hex
 
-__all__ = ["ChatJsonlSource", "SlackExportSource", "canonical_json", "json_type", "quarantined"]
+__all__ = ["ChatJsonlSource", "SlackExportSource", "canonical_json", "json_array", "json_object", "json_text",
+           "json_type", "quarantined"]
 
 
 def canonical_json(value: Any) -> str:
@@ -25,6 +26,21 @@ def json_type(value: Any) -> str:
     """The JSON name of a parsed value's type, for errors a user reads ("array", not "list")."""
     names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
     return names.get(type(value), "number")
+
+
+def json_text(value: Any) -> str | None:
+    """A non-empty JSON string, else None: exports put null, "", numbers or objects where text goes."""
+    return value if isinstance(value, str) and value else None
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    """A JSON object, else an empty one, so a malformed field reads as absent instead of raising."""
+    return value if isinstance(value, dict) else {}
+
+
+def json_array(value: Any) -> list[Any]:
+    """A JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
 
 
 def quarantined(*, platform: str, source: str, position: str, raw: bytes, error: str,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from producers.capture import Capture
-from producers.chat import canonical_json, json_type, quarantined
+from producers.chat import canonical_json, json_type, quarantined, json_object as _dict, json_array as _list
 from producers.chat.events import (FLAG_REACTION_REMOVED, FLAG_SYSTEM, FLAG_THREAD_REPLY, ChatEvent,
                                    VersionLedger, epoch_millis)
 from schemas.records import attachment, participant
@@ -238,11 +238,3 @@ def _salvaged(event: Any) -> datetime:
         return epoch_millis(event.get("origin_server_ts")) if isinstance(event, dict) else datetime.now(timezone.utc)
     except (ValueError, OverflowError):
         return datetime.now(timezone.utc)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []

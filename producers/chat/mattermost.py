@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from producers.capture import Capture
-from producers.chat import canonical_json, json_type, quarantined
+from producers.chat import (canonical_json, json_type, quarantined,
+                             json_object as _dict, json_array as _list, json_text as _s)
 from producers.chat.snapshot import FLAG_BOT, FLAG_SYSTEM, FLAG_THREAD_REPLY, Reaction, Snapshot
 from schemas.records import attachment, chat_uid, participant, recipient, sha256_hex
 from strongroom.errors import InputError
@@ -261,15 +262,3 @@ def _salvaged(post: Any) -> datetime:
             or datetime.now(timezone.utc)
     except (ValueError, OverflowError):
         return datetime.now(timezone.utc)
-
-
-def _s(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from producers.capture import Capture
-from producers.chat import canonical_json, json_type, quarantined
+from producers.chat import (canonical_json, json_type, quarantined,
+                             json_object as _dict, json_array as _list, json_text as _text)
 from producers.chat.snapshot import FLAG_BOT, FLAG_ORIGINAL_MISSING, FLAG_SYSTEM, FLAG_TEXT_UNAVAILABLE, FLAG_THREAD_REPLY, Reaction, Snapshot
 from schemas.records import attachment, chat_uid, participant, recipient, sha256_hex
 from strongroom.errors import InputError
@@ -480,15 +481,3 @@ def _day_start(day: str) -> datetime:
 def _unescape(text: str) -> str:
     # Slack escapes exactly these three; html.unescape would also rewrite text like "&copy".
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from producers.capture import Capture
-from producers.chat import canonical_json, json_type, quarantined
+from producers.chat import (canonical_json, json_type, quarantined,
+                             json_object as _dict, json_array as _list, json_text as _s)
 from producers.chat.html_text import html_to_text
 from producers.chat.snapshot import FLAG_BOT, FLAG_SYSTEM, FLAG_TEXT_UNAVAILABLE, FLAG_THREAD_REPLY, Reaction, Snapshot
 from schemas.records import attachment, chat_uid, participant, recipient
@@ -357,15 +358,3 @@ def _now() -> datetime:
 
 def _id(value: Any) -> str | None:
     return str(value) if type(value) is int else _s(value)
-
-
-def _s(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from producers.capture import Capture
-from producers.chat import canonical_json, json_type, quarantined
+from producers.chat import (canonical_json, json_type, quarantined,
+                             json_object as _dict, json_array as _list, json_text as _text)
 from producers.chat.events import FLAG_SYSTEM, ChatEvent, VersionLedger, epoch_seconds
 from schemas.records import attachment, participant, sha256_hex
 from strongroom.errors import InputError
@@ -197,15 +198,3 @@ def _id(value: Any) -> str | None:
     if type(value) is int:
         return str(value)
     return value if isinstance(value, str) and value else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []

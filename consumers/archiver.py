@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -42,6 +43,7 @@ PartitionKey = tuple[str, int]
 # Records decoded together: large enough that pyruhvro's per-call cost vanishes, small enough
 # that the framed bytes waiting for it stay a few MB.
 DECODE_CHUNK = 5000
+WRITERS = 4  # files of one flush (one per day) encoded and written at once
 
 
 @dataclass
@@ -78,6 +80,7 @@ class ParquetArchiver:
         self.files_written = 0
         self.rows_written = 0
         self.dead_letters: DeadLetters | None = None  # the runner's, seen at the first add
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- assignment: recover, then resume after the manifest chain -------------------------
     def assigned(self, partitions: list[PartitionKey]) -> dict[PartitionKey, int | None]:
@@ -94,7 +97,10 @@ class ParquetArchiver:
         self.buffers.pop(key, None)
 
     def finish(self) -> None:
-        """Every flush is already durable when it returns; nothing is left to do."""
+        """Every flush is already durable when it returns; only the writer threads are left."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def commit_metadata(self, key: PartitionKey) -> str | None:
         """The hash of the partition's newest manifest, committed with the offset: an edit of the
@@ -178,6 +184,24 @@ class ParquetArchiver:
         pq.write_table(table, out, compression="zstd", row_group_size=self.limits.row_group_rows)
         return out.getvalue()
 
+    def _write_files(self, planned: list[tuple[str, str, pa.Table]]) -> list[ArchivedFile]:
+        def write(item: tuple[str, str, pa.Table]) -> ArchivedFile:
+            file_key, date, rows = item
+            data = self._encode(rows)
+            if not self.store.put_new(file_key, data):
+                raise IntegrityError(f"{file_key} already exists but no manifest covers it; "
+                                     f"restart the archiver so recovery can resolve it")
+            return ArchivedFile(file_key, rows.num_rows, len(data), hashlib.sha256(data).hexdigest(), date)
+
+        if len(planned) == 1:
+            return [write(planned[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="archiver-write")
+        futures = [self._pool.submit(write, item) for item in planned]
+        # Every write ends before an error is raised, so a retry's recovery never races a late put.
+        wait(futures)
+        return [future.result() for future in futures]
+
     def flush(self, key: PartitionKey) -> int | None:
         buf = self.buffers.get(key)
         if buf is None or buf.first_offset is None:
@@ -198,23 +222,19 @@ class ParquetArchiver:
         table = pa.concat_tables(buf.tables) if buf.tables else self.schema.empty_table()
         buf.tables, buf.rows = [table], table.num_rows
         dates = table.column("sent_at").cast(pa.date32())  # UTC: the timestamps carry tz=UTC
-        encoded = []
+        planned = []
         for day in sorted(pc.unique(dates).to_pylist()):
             rows = table.filter(pc.equal(dates, pa.scalar(day, pa.date32())))
             date = day.isoformat()
             first = pc.min(rows.column("kafka_offset")).as_py()
             file_key = (f"{self.settings.namespace}/warehouse/{table_of(topic)}/date={date}/"
                         f"{topic}+{partition}+{first}.parquet")
-            encoded.append((file_key, date, rows.num_rows, self._encode(rows)))
+            planned.append((file_key, date, rows))
         # 1. say what is about to be written, so a crash from here on can be undone;
-        log.mark_pending(manifest_key, [f[0] for f in encoded])
-        files = []
-        for file_key, date, count, data in encoded:
-            # 2. each file written once;
-            if not self.store.put_new(file_key, data):
-                raise IntegrityError(f"{file_key} already exists but no manifest covers it; "
-                                     f"restart the archiver so recovery can resolve it")
-            files.append(ArchivedFile(file_key, count, len(data), hashlib.sha256(data).hexdigest(), date))
+        log.mark_pending(manifest_key, [f[0] for f in planned])
+        # 2. each file encoded and written once (several at a time: Arrow and the store wait
+        #    without the GIL, and S3 puts are round trips);
+        files = self._write_files(planned)
         manifest = Manifest(
             topic=topic, partition=partition, first_offset=buf.first_offset, last_offset=buf.last_offset,
             rows=buf.rows, files=files, dead_lettered=sorted(buf.dead), prev_manifest_sha256=self.heads.get(key),

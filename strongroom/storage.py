@@ -5,12 +5,19 @@ replaces an existing object: on S3 a conditional put (`If-None-Match: *`), local
 from a fully written, fsynced temporary file (link fails if the name exists). Retries of the same
 write therefore cannot clobber what is already archived. `put` (overwrite) is only for control
 files such as an in-flight flush marker.
+
+`put_new_many` creates many small objects (ingest's blobs) with the same guarantees at a fraction
+of the cost: locally, every temporary file is written, one `syncfs` makes them all durable, the
+names are linked, and a second `syncfs` makes the names durable (on ext4 each fsync is a journal
+commit, ~5 ms here; two syncfs per batch replace two fsyncs per object); on S3, concurrent puts.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -20,10 +27,25 @@ from strongroom.errors import ConfigError, StorageError
 
 # Above this size S3 writes go multipart (parts of this size), still conditional on completion.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
+S3_PUT_THREADS = 8  # concurrent puts of put_new_many
+
+
+def _syncfs():
+    """libc's syncfs(fd) (Linux), or None where there is none."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int]
+    return call
+
+
+_SYNCFS = _syncfs()
 
 
 class ObjectStore(Protocol):
     def put_new(self, key: str, data: bytes) -> bool: ...
+    def put_new_many(self, items: list[tuple[str, bytes]]) -> list[bool]: ...
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
@@ -44,14 +66,15 @@ class LocalStore:
             raise StorageError(f"object key {key!r} escapes the storage root")
         return path
 
-    def _write_temp(self, path: Path, data: bytes) -> str:
+    def _write_temp(self, path: Path, data: bytes, sync: bool = True) -> str:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             return tmp
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
@@ -77,6 +100,40 @@ class LocalStore:
             os.unlink(tmp)
         self._sync_dir(path.parent)
         return True
+
+    def put_new_many(self, items: list[tuple[str, bytes]]) -> list[bool]:
+        """put_new for each item; every object is durable when this returns."""
+        if _SYNCFS is None or len(items) < 2:
+            return [self.put_new(key, data) for key, data in items]
+        paths = [self._path(key) for key, _data in items]
+        temps: list[str] = []
+        try:
+            for path, (_key, data) in zip(paths, items):
+                temps.append(self._write_temp(path, data, sync=False))
+            self._sync_fs()  # 1. the contents, before any name points at them
+            created = []
+            for path, tmp in zip(paths, temps):
+                try:
+                    os.link(tmp, path)
+                    created.append(True)
+                except FileExistsError:
+                    created.append(False)
+                except OSError as exc:
+                    raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+        finally:
+            for tmp in temps:
+                os.unlink(tmp)
+        self._sync_fs()  # 2. the names
+        return created
+
+    def _sync_fs(self) -> None:
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise StorageError(f"cannot sync {self.root}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -159,6 +216,14 @@ class S3Store:
                     return False
                 raise
         return True
+
+    def put_new_many(self, items: list[tuple[str, bytes]]) -> list[bool]:
+        """put_new for each item, several at a time (each put is a round trip)."""
+        if len(items) < 2:
+            return [self.put_new(key, data) for key, data in items]
+        with ThreadPoolExecutor(min(S3_PUT_THREADS, len(items))) as pool:
+            futures = [pool.submit(self.put_new, key, data) for key, data in items]
+        return [future.result() for future in futures]
 
     def _multipart_new(self, key: str, data: bytes) -> None:
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -43,7 +43,7 @@ PartitionKey = tuple[str, int]
 # Records decoded together: large enough that pyruhvro's per-call cost vanishes, small enough
 # that the framed bytes waiting for it stay a few MB.
 DECODE_CHUNK = 5000
-WRITERS = 4  # files of one flush (one per day) encoded and written at once
+WRITERS = 4  # files of one flush (one per day) encoded at once
 
 
 @dataclass
@@ -185,22 +185,21 @@ class ParquetArchiver:
         return out.getvalue()
 
     def _write_files(self, planned: list[tuple[str, str, pa.Table]]) -> list[ArchivedFile]:
-        def write(item: tuple[str, str, pa.Table]) -> ArchivedFile:
-            file_key, date, rows = item
-            data = self._encode(rows)
-            if not self.store.put_new(file_key, data):
+        """Encode the files (several at a time: Arrow works without the GIL), then create them all
+        with one durability barrier (locally) or concurrent puts (S3)."""
+        if len(planned) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="archiver-encode")
+            encoded = list(self._pool.map(lambda item: self._encode(item[2]), planned))
+        else:
+            encoded = [self._encode(item[2]) for item in planned]
+        created = self.store.put_new_many([(file_key, data) for (file_key, _d, _r), data in zip(planned, encoded)])
+        for (file_key, _date, _rows), new in zip(planned, created):
+            if not new:
                 raise IntegrityError(f"{file_key} already exists but no manifest covers it; "
                                      f"restart the archiver so recovery can resolve it")
-            return ArchivedFile(file_key, rows.num_rows, len(data), hashlib.sha256(data).hexdigest(), date)
-
-        if len(planned) == 1:
-            return [write(planned[0])]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="archiver-write")
-        futures = [self._pool.submit(write, item) for item in planned]
-        # Every write ends before an error is raised, so a retry's recovery never races a late put.
-        wait(futures)
-        return [future.result() for future in futures]
+        return [ArchivedFile(file_key, rows.num_rows, len(data), hashlib.sha256(data).hexdigest(), date)
+                for (file_key, date, rows), data in zip(planned, encoded)]
 
     def flush(self, key: PartitionKey) -> int | None:
         buf = self.buffers.get(key)
@@ -232,8 +231,7 @@ class ParquetArchiver:
             planned.append((file_key, date, rows))
         # 1. say what is about to be written, so a crash from here on can be undone;
         log.mark_pending(manifest_key, [f[0] for f in planned])
-        # 2. each file encoded and written once (several at a time: Arrow and the store wait
-        #    without the GIL, and S3 puts are round trips);
+        # 2. each file encoded and written once, all durable before the manifest;
         files = self._write_files(planned)
         manifest = Manifest(
             topic=topic, partition=partition, first_offset=buf.first_offset, last_offset=buf.last_offset,

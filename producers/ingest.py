@@ -162,7 +162,10 @@ class Ingest:
                     self.report.write(capture, "duplicate")
                 if self.progress:
                     self.progress(1, len(capture.raw))
-                self.producer.poll(0)
+                if self.summary.read % 64 == 0:
+                    # Serve delivery reports now and then; each call gives up the GIL, and with the
+                    # blob writer thread busy, taking it back can wait a whole switch interval.
+                    self.producer.poll(0)
             self._submit()
             self._produce_inflight()
         finally:
@@ -215,7 +218,7 @@ class Ingest:
                 capture.record = rec = _quarantine(capture, str(exc))
                 value = self.encode(rec)
             self._produce(rec["message_uid"].encode(), value, self._on_delivery(capture, keys))
-            self.producer.poll(0)
+        self.producer.poll(0)
 
     def _drain(self) -> None:
         remaining = self.producer.flush(FLUSH_TIMEOUT_S)

@@ -56,10 +56,14 @@ def ingest_parts(config: str | None, namespace: str, storage: str, mbox: str, me
     items = list(captures(mbox))
     t1 = time.perf_counter()
     blobs = BlobStore(open_store(settings.storage), settings.namespace)
-    for capture in items:
-        blobs.put(capture.raw, capture.record.get("raw_sha256"))
-        for sha, payload in capture.blobs.items():
-            blobs.put(payload, sha)
+    from producers.ingest import BLOB_BATCH
+
+    for start in range(0, len(items), BLOB_BATCH):  # as ingest writes them: a batch per barrier
+        batch: list[tuple[bytes, str | None]] = []
+        for capture in items[start:start + BLOB_BATCH]:
+            batch.append((capture.raw, capture.record.get("raw_sha256")))
+            batch.extend((payload, sha) for sha, payload in capture.blobs.items())
+        blobs.put_many(batch)
     t2 = time.perf_counter()
     encode = serde.Encoder(1)
     now = datetime.now(timezone.utc)

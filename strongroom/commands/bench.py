@@ -12,7 +12,7 @@ from strongroom.errors import InputError
 
 @app.command("bench")
 def bench(ctx: typer.Context,
-          messages: int = typer.Option(30_000, "--messages", help="Size of the generated corpus (cached per size)."),
+          messages: int = typer.Option(20_000, "--messages", help="Size of the generated corpus (cached per size)."),
           json_path: Path = typer.Option(Path("bench-results.json"), "--json", help="Write the results here too."),
           s3_url: str = typer.Option("s3://strongroom/bench", "--s3-url", help="Where the S3 stages write (a prefix per run)."),
           keep: bool = typer.Option(False, "--keep", help="Keep the run's topics, indices and storage.")):

@@ -140,7 +140,10 @@ class OpenSearchIndexer:
         records = None
         if good and all(self.arrow.batchable(schema_id) for _m, schema_id in good):
             try:
-                records = self.arrow.batch([m.value() for m, _id in good]).to_pylist()
+                # Headers never reach the document (search_mapping.document drops them), and
+                # they are the bulkiest part to turn into Python objects.
+                table = self.arrow.batch([m.value() for m, _id in good])
+                records = table.drop_columns(["headers"]).to_pylist()
             except serde.WireFormatError:
                 records = None  # a bad body somewhere: find it record by record
         if records is None:

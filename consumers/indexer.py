@@ -9,11 +9,12 @@ bulk that still fails raises, so nothing is committed and the records are read a
 
 Indices: `<ns>-<kind>-YYYY.MM` by the message's own time, from one index template.
 
-Speed: records wait as their framed bytes and are decoded together at the bulk (pyruhvro to
-Arrow, then to Python; the per-record path for a batch that cannot be decoded whole), documents
-are serialized with orjson, a bulk goes out as a few requests of ~`bulk_part_bytes` at once, and
-while the indexer is catching up (its bulks are full) the indices' refresh is switched off and
-put back when it has caught up.
+Speed: records wait as their framed bytes and are decoded at the bulk, a chunk at a time
+(pyruhvro to Arrow, then to Python without the headers no document carries; the per-record path
+for a chunk that cannot be decoded whole), documents are serialized with orjson, and the bulk
+goes out as requests of ~`bulk_part_bytes`, `bulk_concurrency` at a time, while the next chunk
+is being decoded. While the indexer is catching up (its bulks are full) the indices' refresh is
+switched off; it is put back once a bulk is not full, and at the end.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from strongroom.registry import decoder
 PartitionKey = tuple[str, int]
 RETRIES = 3
 REFRESH = "5s"  # the template's refresh interval, put back once caught up
+DECODE_CHUNK = 2000  # records turned into Python objects at a time: bounds the indexer's memory
 
 
 class OpenSearchIndexer:
@@ -119,14 +121,6 @@ class OpenSearchIndexer:
         return self.ready.pop(key, None)
 
     # -- documents -------------------------------------------------------------------------
-    def _prepare(self) -> None:
-        """Decode every waiting record (dead-lettering the bad ones, once) into bulk lines."""
-        for key, messages in self.pending.items():
-            if messages:
-                self.prepared[key].extend(self._lines(messages))
-        self.pending.clear()
-        self.pending_bytes = self.pending_count = 0
-
     def _records(self, messages: list) -> list:
         """(message, record or None) for each message; undecodable ones are dead-lettered."""
         assert self.dead_letters is not None
@@ -173,23 +167,47 @@ class OpenSearchIndexer:
 
     # -- bulk ------------------------------------------------------------------------------
     def _send_all(self) -> None:
-        """One bulk carries every buffered partition (as a few concurrent requests); each
+        """One bulk carries every buffered partition, as requests of ~bulk_part_bytes sent
+        (bulk_concurrency at a time) while the next records are still being decoded; each
         partition is then ready to commit."""
         caught_up = not self.full(("", 0))
-        self._prepare()
-        batch = [item for items in self.prepared.values() for item in items if item[1] is not None]
         if not caught_up:
             self._relax(True)
-        parts, part, size = [], [], 0
-        for item in batch:
-            part.append(item)
-            size += len(item[1]) + len(item[2]) + 2
-            if size >= self.settings.opensearch.bulk_part_bytes:
-                parts.append(part)
-                part, size = [], 0
-        if part:
-            parts.append(part)
-        results = self._bulk_parts(parts)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.settings.opensearch.bulk_concurrency, thread_name_prefix="indexer-bulk")
+        futures: list = []
+        part: list = []
+        size = 0
+
+        def queue(lines: list) -> None:
+            nonlocal part, size
+            for item in lines:
+                if item[1] is None:
+                    continue
+                part.append(item)
+                size += len(item[1]) + len(item[2]) + 2
+                if size >= self.settings.opensearch.bulk_part_bytes:
+                    futures.append(self._pool.submit(self._bulk, part))
+                    part, size = [], 0
+
+        try:
+            for items in self.prepared.values():  # prepared by an attempt that failed: send again
+                queue(items)
+            for key in list(self.pending):
+                while self.pending.get(key):
+                    chunk = self.pending[key][:DECODE_CHUNK]
+                    lines = self._lines(chunk)  # a failure here leaves the chunk waiting
+                    del self.pending[key][:DECODE_CHUNK]
+                    self.pending_count -= len(chunk)
+                    self.pending_bytes -= sum(len(m.value() or b"") for m in chunk)
+                    self.prepared[key].extend(lines)
+                    queue(lines)
+                self.pending.pop(key, None)
+            if part:
+                futures.append(self._pool.submit(self._bulk, part))
+        finally:
+            wait(futures)  # no request is left running behind an error
+        results = [future.result() for future in futures]  # the first failure is raised here
         # Only now, with every request accepted, count and dead-letter (a retry must not repeat them).
         for indexed, refused in results:
             self.indexed += indexed
@@ -202,18 +220,10 @@ class OpenSearchIndexer:
             if items:
                 self.ready[key] = items[-1][0].offset() + 1
         self.prepared.clear()
+        self.pending_bytes = self.pending_count = 0
         self.oldest = None
         if caught_up:
             self._relax(False)
-
-    def _bulk_parts(self, parts: list[list]) -> list[tuple[int, list]]:
-        if len(parts) <= 1:
-            return [self._bulk(part) for part in parts]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.settings.opensearch.bulk_concurrency, thread_name_prefix="indexer-bulk")
-        futures = [self._pool.submit(self._bulk, part) for part in parts]
-        wait(futures)
-        return [future.result() for future in futures]  # the first failure is raised here
 
     def _relax(self, catching_up: bool) -> None:
         """Refresh off while catching up (no segment per second of a backlog), back on after."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from strongroom.bench.corpus import read_records
 from strongroom.bench.measure import Clock, Result, timed
-from strongroom.bench.stages import _opensearch_process, bench_settings, server_cpu
+from strongroom.bench.stages import opensearch_process, bench_settings, server_cpu
 
 
 def parse(mbox: str, messages: int, raw_bytes: int) -> Result:
@@ -205,14 +205,12 @@ def _warehouse_table(records: str, messages: int, partitions: int):
     table = table.append_column(serde.KAFKA_COLUMNS[1], pa.array([i % partitions for i in range(n)], pa.int32()))
     table = table.append_column(serde.KAFKA_COLUMNS[2], pa.array(range(n), pa.int64()))
     table = table.replace_schema_metadata(serde.arrow_schema().metadata)
-    dates = table.column("sent_at").cast(pa.date32())
     parts = []
     for partition in range(partitions):
         mine = table.filter(pc.equal(table.column("kafka_partition"), partition))
         mine_dates = mine.column("sent_at").cast(pa.date32())
         for day in pc.unique(mine_dates).to_pylist():
             parts.append((partition, day.isoformat(), mine.filter(pc.equal(mine_dates, pa.scalar(day, pa.date32())))))
-    del dates
     return parts, sum(map(len, values))
 
 
@@ -284,7 +282,7 @@ def bulk(config: str | None, namespace: str, storage: str, records: str, message
             if status >= 300:
                 errors[status] += 1
 
-    server = _opensearch_process()
+    server = opensearch_process()
     before = server_cpu(server)
 
     def work() -> dict[str, Any]:

@@ -30,15 +30,12 @@ def ingest_stage(config: str | None, namespace: str, storage: str, mbox: str, me
     from producers.ingest import ingest
 
     settings = bench_settings(config, namespace, storage)
-    summary = None
 
     def work() -> dict[str, Any]:
-        nonlocal summary
         summary = ingest(settings, "email", captures(mbox))
         return {"produced": summary.produced, "quarantined": summary.quarantined}
 
-    result = timed("ingest", messages, raw_bytes, work)
-    return result
+    return timed("ingest", messages, raw_bytes, work)
 
 
 def _sink_stage(name: str, settings: Settings, sink, group: str, messages: int, **extra: Any) -> tuple[Result, Any]:
@@ -92,7 +89,7 @@ def archive_stage(config: str | None, namespace: str, storage: str, group: str, 
     return result
 
 
-def _opensearch_process():
+def opensearch_process():
     """OpenSearch's JVM on this machine, if it runs here (for its CPU time); None otherwise."""
     import psutil
 
@@ -116,7 +113,7 @@ def index_stage(config: str | None, namespace: str, storage: str, messages: int)
     sink = OpenSearchIndexer(settings)
     parts: dict[str, float] = {}
     _timing(sink, "_bulk", parts, "bulk_s")
-    server = _opensearch_process()
+    server = opensearch_process()
     before = server_cpu(server)
     result, _runner = _sink_stage("index", settings, sink, settings.group("indexer"), messages)
     result.extra.update(parts, indexed=sink.indexed, server_cpu_seconds=server_cpu(server) - before)

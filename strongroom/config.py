@@ -66,8 +66,9 @@ class OpenSearchSettings(Section):
     hot_window_days: int = Field(90, ge=1)
     # A bulk takes up to this many documents or bytes (of Avro, about the JSON's size) and goes
     # out as requests of about bulk_part_bytes, bulk_concurrency at a time.
-    bulk_max_docs: int = Field(20_000, ge=1)
-    bulk_max_bytes: int = Field(24 * 1024 * 1024, ge=1024)
+    # These bound the indexer's memory whatever the backlog.
+    bulk_max_docs: int = Field(10_000, ge=1)
+    bulk_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     bulk_part_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     bulk_concurrency: int = Field(2, ge=1)
     # gzip of request bodies (level 9 in opensearch-py) cost the indexer more CPU than all its

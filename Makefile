@@ -35,5 +35,9 @@ unit: setup
 demo: setup up
 	$(BIN)/strongroom demo
 
+# The pipeline beside its ceilings and Quix Streams, a few minutes; writes bench-results.json.
+bench: setup up
+	$(BIN)/strongroom bench
+
 clean:
 	rm -rf $(VENV) build *.egg-info

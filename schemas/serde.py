@@ -130,17 +130,28 @@ class Decoder:
             self._writers[schema_id] = fastavro.parse_schema(json.loads(text))
         return self._writers[schema_id]
 
-    def __call__(self, data: bytes | None) -> dict[str, Any]:
+    def header(self, data: bytes | None) -> int:
+        """The schema id of a framed record, checked: right magic byte, an id the registry knows."""
         if not data or len(data) < 5:
             raise WireFormatError("record is empty or shorter than the 5-byte Confluent header")
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise WireFormatError(f"unknown magic byte {magic} (not Confluent-framed Avro)")
+        self.writer(schema_id)
+        return schema_id
+
+    def __call__(self, data: bytes | None) -> dict[str, Any]:
+        schema_id = self.header(data)
         writer = self.writer(schema_id)
         try:
             return fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, self.reader)
         except Exception as exc:  # fastavro raises many types for corrupt bodies
             raise WireFormatError(f"undecodable Avro body for schema id {schema_id}: {exc}") from exc
+
+
+def schema_id(data: bytes) -> int:
+    """The schema id of a record whose framing was already checked (Decoder.header)."""
+    return _HEADER.unpack_from(data)[1]
 
 
 def to_arrow(rows: Iterable[dict[str, Any]], name: str = SCHEMA_NAME) -> pa.Table:

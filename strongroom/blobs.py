@@ -25,6 +25,18 @@ class BlobStore:
         digest = sha256 or hashlib.sha256(data).hexdigest()
         return digest, self.store.put_new(self.key(digest), data)
 
+    def put_many(self, items: list[tuple[bytes, str | None]]) -> list[tuple[str, bool]]:
+        """Store many (bytes, sha256 or None) at once, all durable on return; (sha256, newly_written) each."""
+        digests = [sha or hashlib.sha256(data).hexdigest() for data, sha in items]
+        unique = {digest: data for digest, (data, _sha) in zip(digests, items)}  # one write per content
+        created = dict(zip(unique, self.store.put_new_many([(self.key(d), data) for d, data in unique.items()])))
+        seen: set[str] = set()
+        out = []
+        for digest in digests:
+            out.append((digest, created[digest] and digest not in seen))
+            seen.add(digest)
+        return out
+
     def get(self, sha256: str) -> bytes:
         data = self.store.get(self.key(sha256))
         if hashlib.sha256(data).hexdigest() != sha256:

@@ -121,7 +121,8 @@ def opensearch_client(settings: Settings):
         password = settings.opensearch.password.get_secret_value() if settings.opensearch.password else ""
         auth = (settings.opensearch.username, password)
     return OpenSearch(hosts=[settings.opensearch.url], http_auth=auth, verify_certs=settings.opensearch.verify_certs,
-                      timeout=60, max_retries=3, retry_on_timeout=True, http_compress=True)
+                      timeout=60, max_retries=3, retry_on_timeout=True,
+                      http_compress=settings.opensearch.http_compress)
 
 
 def check_opensearch(client, settings: Settings) -> None:

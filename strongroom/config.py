@@ -64,8 +64,16 @@ class OpenSearchSettings(Section):
     password: SecretStr | None = None
     verify_certs: bool = True
     hot_window_days: int = Field(90, ge=1)
-    bulk_max_docs: int = Field(5000, ge=1)
-    bulk_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # A bulk takes up to this many documents or bytes (of Avro, about the JSON's size) and goes
+    # out as requests of about bulk_part_bytes, bulk_concurrency at a time.
+    # These bound the indexer's memory whatever the backlog.
+    bulk_max_docs: int = Field(10_000, ge=1)
+    bulk_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    bulk_part_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    bulk_concurrency: int = Field(2, ge=1)
+    # gzip of request bodies (level 9 in opensearch-py) cost the indexer more CPU than all its
+    # other work; worth it only over a slow link to a remote cluster.
+    http_compress: bool = False
 
 
 class StorageSettings(Section):

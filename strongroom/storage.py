@@ -11,14 +11,21 @@ stores the object with that retain-until date (mode `storage.object_lock_mode`),
 remove every version of a key, so the store itself refuses a deletion before that date (a plain
 delete on a versioned bucket would only hide the object behind a delete marker). A local
 directory has no such lock: `retain_until` is accepted and ignored there.
+
+`put_new_many` creates many small objects (ingest's blobs) with the same guarantees at a fraction
+of the cost: locally, every temporary file is written, one `syncfs` makes them all durable, the
+names are linked, and a second `syncfs` makes the names durable (on ext4 each fsync is a journal
+commit, ~5 ms here; two syncfs per batch replace two fsyncs per object); on S3, concurrent puts.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import tempfile
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Protocol
 
@@ -27,10 +34,26 @@ from strongroom.errors import ConfigError, StorageError
 
 # Above this size S3 writes go multipart (parts of this size), still conditional on completion.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
+S3_PUT_THREADS = 8  # concurrent puts of put_new_many
+
+
+def _syncfs():
+    """libc's syncfs(fd) (Linux), or None where there is none."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int]
+    return call
+
+
+_SYNCFS = _syncfs()
 
 
 class ObjectStore(Protocol):
     def put_new(self, key: str, data: bytes, retain_until: datetime | None = None) -> bool: ...
+    def put_new_many(self, items: list[tuple[str, bytes]],
+                     locks: dict[str, datetime] | None = None) -> list[bool]: ...
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
@@ -53,14 +76,15 @@ class LocalStore:
             raise StorageError(f"object key {key!r} escapes the storage root")
         return path
 
-    def _write_temp(self, path: Path, data: bytes) -> str:
+    def _write_temp(self, path: Path, data: bytes, sync: bool = True) -> str:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             return tmp
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
@@ -86,6 +110,42 @@ class LocalStore:
             os.unlink(tmp)
         self._sync_dir(path.parent)
         return True
+
+    def put_new_many(self, items: list[tuple[str, bytes]],
+                     locks: dict[str, datetime] | None = None) -> list[bool]:
+        """put_new for each item; every object is durable when this returns (a local directory
+        has no retention lock: `locks` is accepted and ignored, as in put_new)."""
+        if _SYNCFS is None or len(items) < 2:
+            return [self.put_new(key, data) for key, data in items]
+        paths = [self._path(key) for key, _data in items]
+        temps: list[str] = []
+        try:
+            for path, (_key, data) in zip(paths, items):
+                temps.append(self._write_temp(path, data, sync=False))
+            self._sync_fs()  # 1. the contents, before any name points at them
+            created = []
+            for path, tmp in zip(paths, temps):
+                try:
+                    os.link(tmp, path)
+                    created.append(True)
+                except FileExistsError:
+                    created.append(False)
+                except OSError as exc:
+                    raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+        finally:
+            for tmp in temps:
+                os.unlink(tmp)
+        self._sync_fs()  # 2. the names
+        return created
+
+    def _sync_fs(self) -> None:
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise StorageError(f"cannot sync {self.root}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -181,6 +241,18 @@ class S3Store:
                     return False
                 raise
         return True
+
+    def put_new_many(self, items: list[tuple[str, bytes]],
+                     locks: dict[str, datetime] | None = None) -> list[bool]:
+        """put_new for each item, several at a time (each put is a round trip); `locks` gives
+        some keys a retain-until date."""
+        locks = locks or {}
+        if len(items) < 2:
+            return [self.put_new(key, data, locks.get(key)) for key, data in items]
+        with ThreadPoolExecutor(min(S3_PUT_THREADS, len(items))) as pool:
+            futures = [pool.submit(self.put_new, key, data, locks.get(key)) for key, data in items]
+        return [future.result() for future in futures]
+
 
     def _multipart_new(self, key: str, data: bytes, lock: dict) -> None:
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key), **lock)

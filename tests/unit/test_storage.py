@@ -40,3 +40,23 @@ def test_blob_store_is_content_addressed_and_detects_alteration(tmp_path):
     path.write_bytes(b"HELLO")
     with pytest.raises(IntegrityError):
         blobs.get(sha)
+
+
+def test_put_new_many_creates_each_object_once(tmp_path):
+    """A batch creates what is new, refuses what exists (content kept), and leaves no temporary file."""
+    store = LocalStore(tmp_path)
+    store.put_new("a/x", b"old")
+    created = store.put_new_many([("a/x", b"new"), ("a/y", b"y"), ("b/z", b"z")])
+    assert created == [False, True, True]
+    assert store.get("a/x") == b"old" and store.get("a/y") == b"y" and store.get("b/z") == b"z"
+    assert sorted(store.list("")) == ["a/x", "a/y", "b/z"]
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_blob_batch_writes_each_content_once(tmp_path):
+    """The same bytes twice in one batch are one blob, reported new only the first time."""
+    blobs = BlobStore(LocalStore(tmp_path), "ns")
+    (sha, first), (_sha, second), (_other, third) = blobs.put_many([(b"mail", None), (b"mail", None), (b"pdf", None)])
+    assert (first, second, third) == (True, False, True)
+    assert blobs.get(sha) == b"mail"
+    assert blobs.put_many([(b"mail", sha)]) == [(sha, False)]

@@ -72,6 +72,7 @@ class SinkRunner:
         self.backoff = 1.0
         self.last_error = ""
         self.last_message = self.last_position_check = time.monotonic()
+        self.last_others_check = 0.0
 
     # -- group membership ----------------------------------------------------------------
     def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
@@ -205,20 +206,47 @@ class SinkRunner:
             if time.monotonic() - started > ASSIGN_WAIT_S:
                 raise KafkaError(f"no partitions of {', '.join(self.topics)} were assigned within {ASSIGN_WAIT_S:.0f}s")
             return False
-        if self.assigned <= self.at_end:
-            return True
-        # End-of-partition events can be missed across a rebalance; every few quiet seconds,
-        # ask the broker directly whether each assigned partition's position is at its end.
         now = time.monotonic()
-        if now - self.last_message < 3.0 or now - self.last_position_check < 3.0:
+        if not self.assigned <= self.at_end:
+            # End-of-partition events can be missed across a rebalance; every few quiet seconds,
+            # ask the broker directly whether each assigned partition's position is at its end.
+            if now - self.last_message < 3.0 or now - self.last_position_check < 3.0:
+                return False
+            self.last_position_check = now
+            if not self._positions_at_end():
+                return False
+        # Our own partitions are done. Partitions still held by a member that died (until its
+        # session times out) or not yet handed to anyone must be done too, or this process
+        # would stop while their backlog waits for a rebalance that would have brought it here.
+        if now - self.last_others_check < 3.0:
             return False
-        self.last_position_check = now
+        self.last_others_check = now
+        return self._others_committed_to_end()
+
+    def _positions_at_end(self) -> bool:
         from confluent_kafka import KafkaException, TopicPartition
 
         try:
             for tp in self.consumer.position([TopicPartition(t, p) for t, p in self.assigned]):
                 low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
                 if (tp.offset < 0 and high > low) or 0 <= tp.offset < high:
+                    return False
+        except KafkaException:
+            return False
+        return True
+
+    def _others_committed_to_end(self) -> bool:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            topics = self.consumer.list_topics(timeout=5).topics
+            others = [TopicPartition(topic, p) for topic in self.topics if topic in topics
+                      for p in topics[topic].partitions if (topic, p) not in self.assigned]
+            if not others:
+                return True
+            for tp in self.consumer.committed(others, timeout=5):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+                if high > low and tp.offset < high:
                     return False
         except KafkaException:
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 from consumers.manifest import ManifestLog
@@ -41,7 +42,7 @@ def group_lag(settings: Settings) -> list[PartitionLag]:
                     if topic not in topics:
                         continue
                     parts = [TopicPartition(topic, p) for p in sorted(topics[topic].partitions)]
-                    for tp in consumer.committed(parts, timeout=10):
+                    for tp in _committed(consumer, parts):
                         _low, high = consumer.get_watermark_offsets(tp, timeout=10)
                         committed = tp.offset if tp.offset >= 0 else None
                         rows.append(PartitionLag(group, topic, tp.partition, committed, high,
@@ -52,6 +53,24 @@ def group_lag(settings: Settings) -> list[PartitionLag]:
         raise KafkaError(f"cannot read group offsets from Kafka at {settings.kafka.bootstrap_servers}: "
                          f"{exc.args[0].str() if exc.args else exc}") from exc
     return rows
+
+
+def _committed(consumer, parts: list, attempts: int = 10) -> list:
+    """The group's committed offsets; right after a broker restart the group coordinator is still
+    loading ("Not coordinator", "Coordinator load in progress"), which passes within seconds."""
+    from confluent_kafka import KafkaError as Code, KafkaException
+
+    passing = {Code.NOT_COORDINATOR, Code.COORDINATOR_LOAD_IN_PROGRESS, Code.COORDINATOR_NOT_AVAILABLE,
+               Code._TIMED_OUT, Code._TRANSPORT}
+    for attempt in range(attempts):
+        try:
+            return consumer.committed(parts, timeout=10)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if attempt == attempts - 1 or error is None or not (error.retriable() or error.code() in passing):
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def _last_write(sink: str, store, settings: Settings, tp) -> str | None:
